@@ -1,0 +1,155 @@
+"""`flowleaks` command line. Exit codes: 0 complete and clean, 1 open findings, 2 usage error,
+3 incomplete (something planned was not scanned), 4 unexpected error."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .config import connection_options, known_value_options, scope_options, settings_from, window
+from .crawl import CrawlOptions
+from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="flowleaks")
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (never secrets or tokens).")
+def cli(verbose: int) -> None:
+    """Find secrets leaked into Microsoft Power Automate run history.
+
+    Start with `flowleaks sweep` (incident response over a time window) or `flowleaks scan` (the
+    incremental nightly job); findings land in DuckDB for `flowleaks query`.
+    """
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@connection_options
+@scope_options
+@known_value_options
+@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
+def sweep(**kw) -> None:
+    """Scan every run in a time window (default: the 30-day retention window) for secrets.
+
+    \b
+    Example:
+      FLOWLEAKS_ACCESS_TOKEN=... flowleaks sweep --as-admin --days 7 --env Default-<tenant>
+    """
+    settings = settings_from(kw)
+    since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
+    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
+                           until=until, status=kw.pop("status"), kind="sweep")
+    _run(settings, options, kw, params={"since": since, "until": until, "status": options.status,
+                                        "environments": options.environments, "flows": options.flows,
+                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
+
+
+@cli.command()
+@connection_options
+@scope_options
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Cassette file to write (VCR.py-style YAML).")
+@click.option("--keep-secrets", is_flag=True, hidden=True,
+              help="Do not scrub detected secrets (only for cassettes recorded from a fake tenant).")
+@click.option("--map-origin", multiple=True, hidden=True,
+              help="OLD=NEW origin rewrite applied to the cassette (fake hosts -> real host names).")
+def record(**kw) -> None:
+    """Record a sweep's API interactions as a scrubbed cassette, for bug reports and the demo.
+
+    Authorization headers are never written, SAS `sig` values are replaced, and every secret the
+    detectors find in a body is replaced by a marker with its redacted preview.
+
+    \b
+    Example:
+      flowleaks record --env Default-<tenant> --flow <flow-id> --days 2 --out repro.yaml
+    """
+    import tempfile
+
+    import httpx
+
+    from .cassette import RecordingTransport, secret_scrubber
+
+    settings = settings_from(kw)
+    since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
+    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
+                           until=until, status=kw.pop("status"), kind="record")
+    keep = kw.pop("keep_secrets")
+    origin_map = dict(m.split("=", 1) for m in kw.pop("map_origin"))
+    recorder: list[RecordingTransport] = []
+
+    def transport(engine):
+        rec = RecordingTransport(httpx.AsyncHTTPTransport(), None if keep else secret_scrubber(engine), origin_map)
+        recorder.append(rec)
+        return rec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings.db = f"{tmp}/record.duckdb"
+        outcome = run_scan(settings, options, None, params={"record": True}, transport=transport)
+    cassette = recorder[0].cassette()
+    cassette.save(kw.pop("out"))
+    click.echo(f"recorded {len(cassette.interactions)} interactions "
+               f"({outcome.stats.runs_scanned} runs, complete={outcome.complete})", err=True)
+
+
+def _run(settings, options, kw, params) -> None:
+    from .report import Progress, print_summary
+
+    known = KnownSources(vaults=kw.pop("known_vaults"),
+                         stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
+                         hashes_file=kw.pop("known_hashes"))
+    progress = Progress(enabled=not kw.pop("quiet", False))
+    try:
+        outcome = run_scan(settings, options, known, progress=progress, params=params)
+    finally:
+        progress.stop()
+    print_summary(settings.db, outcome)
+    sys.exit(outcome.exit_code)
+
+
+def main() -> None:
+    """Console entry point: an unexpected error exits 4 with one line, never 1 ('findings')."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_ERROR)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("flowleaks: interrupted; rerun to resume (findings so far are stored)", err=True)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001
+        from .http import FlowleaksHttpError
+        from .store import StoreBusy
+
+        if isinstance(exc, StoreBusy):
+            click.echo(f"flowleaks: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+        # Our own errors are built from redacted parts; any other exception's text could quote a
+        # payload, so only its type and where it happened are printed.
+        if isinstance(exc, FlowleaksHttpError):
+            what = _one_line(str(exc))
+        else:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
+            what = f"{type(exc).__name__}{where}"
+        click.echo(f"flowleaks: stopped by an unexpected error: {what}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+if __name__ == "__main__":
+    main()

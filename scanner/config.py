@@ -1,0 +1,149 @@
+"""Settings shared by every command, and the click options that fill them (flag or FLOWLEAKS_* variable).
+
+The FLOWLEAKS_* names are a contract (DESIGN.md, Configuration): every option is a flag, and the
+variables are read through click's `envvar`, so `--help` shows both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import click
+
+from .auth import AUTH_METHODS, AuthConfig
+from .clouds import CLOUDS, Cloud, get_cloud
+from .http import HttpConfig, check_transport_security
+
+DEFAULT_DB = "flowleaks.duckdb"
+
+
+@dataclass
+class Settings:
+    cloud: Cloud
+    auth: AuthConfig
+    flow_api_url: str
+    pinned_flow_api: bool
+    content_hosts: tuple[str, ...]
+    db: str = DEFAULT_DB
+    http: HttpConfig = field(default_factory=HttpConfig)
+    as_admin: bool = False
+
+
+def parse_when(value: str | None) -> datetime | None:
+    """ISO date or datetime (UTC assumed when no offset)."""
+    if not value:
+        return None
+    v = value.strip()
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date or datetime: {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def window(since: str | None, until: str | None, days: int | None) -> tuple[datetime | None, datetime | None]:
+    start = parse_when(since)
+    end = parse_when(until)
+    if days is not None:
+        if start is not None:
+            raise click.UsageError("--days and --since are exclusive")
+        start = (end or datetime.now(timezone.utc)) - timedelta(days=days)
+    if start and end and start >= end:
+        raise click.UsageError("--since must be before --until")
+    return start, end
+
+
+def connection_options(f: Callable) -> Callable:
+    """Cloud, endpoints, auth and the database: what every online command needs."""
+    opts = [
+        click.option("--cloud", type=click.Choice(sorted(CLOUDS)), default="public", show_default=True,
+                     envvar="FLOWLEAKS_CLOUD", show_envvar=True, help="Microsoft cloud (hosts, audiences, login)."),
+        click.option("--flow-api-url", envvar="FLOWLEAKS_FLOW_API_URL", show_envvar=True,
+                     help="Flow service root; when set, every Flow API call goes there (regional endpoints too)."),
+        click.option("--content-hosts", envvar="FLOWLEAKS_CONTENT_HOSTS", show_envvar=True,
+                     help="Comma-separated host suffixes allowed for content links (default per cloud)."),
+        click.option("--auth", "auth_method", type=click.Choice(AUTH_METHODS), default="auto", show_default=True,
+                     envvar="FLOWLEAKS_AUTH", show_envvar=True, help="Credential kind; auto picks from what is set."),
+        click.option("--tenant-id", envvar="FLOWLEAKS_TENANT_ID", show_envvar=True, help="Entra ID tenant id."),
+        click.option("--client-id", envvar="FLOWLEAKS_CLIENT_ID", show_envvar=True, help="App (client) id."),
+        click.option("--client-secret", envvar="FLOWLEAKS_CLIENT_SECRET", show_envvar=True,
+                     help="Client secret (prefer the variable: flags show in `ps`)."),
+        click.option("--certificate", envvar="FLOWLEAKS_CLIENT_CERTIFICATE", show_envvar=True,
+                     type=click.Path(dir_okay=False), help="PEM (key + cert) or PFX file for certificate auth."),
+        click.option("--certificate-password", envvar="FLOWLEAKS_CLIENT_CERTIFICATE_PASSWORD", show_envvar=True,
+                     help="Password of the certificate file, if any."),
+        click.option("--token-cache", envvar="FLOWLEAKS_TOKEN_CACHE", show_envvar=True,
+                     type=click.Path(dir_okay=False), help="Device-code token cache file (created mode 0600)."),
+        click.option("--access-token", envvar="FLOWLEAKS_ACCESS_TOKEN", show_envvar=True,
+                     help="Pre-acquired bearer token used for every API; MSAL is skipped. Prefer the variable."),
+        click.option("--db", default=DEFAULT_DB, show_default=True, envvar="FLOWLEAKS_DB", show_envvar=True,
+                     type=click.Path(dir_okay=False), help="DuckDB database file (created mode 0600)."),
+        click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256),
+                     envvar="FLOWLEAKS_CONCURRENCY", show_envvar=True, help="Requests in flight at most."),
+        click.option("--max-content-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
+                     envvar="FLOWLEAKS_MAX_CONTENT_MB", show_envvar=True,
+                     help="Largest content body to download; bigger ones are recorded as 'too large'."),
+        click.option("--as-admin/--as-maker", default=False, envvar="FLOWLEAKS_AS_ADMIN", show_envvar=True,
+                     help="Admin scope (every flow in the environment, needs a Power Platform admin) "
+                          "or maker scope (flows the identity owns or shares)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def settings_from(kw: dict) -> Settings:
+    """Pop the connection options out of a command's kwargs and build Settings."""
+    cloud = get_cloud(kw.pop("cloud"))
+    flow_api_url = kw.pop("flow_api_url")
+    pinned = bool(flow_api_url)
+    root = (flow_api_url or cloud.flow_api).rstrip("/")
+    try:
+        check_transport_security(root)
+    except Exception as exc:  # noqa: BLE001
+        raise click.BadParameter(str(exc), param_hint="--flow-api-url") from None
+    hosts_raw = kw.pop("content_hosts")
+    hosts = tuple(h.strip() for h in hosts_raw.split(",") if h.strip()) if hosts_raw else cloud.content_host_suffixes
+    auth = AuthConfig(method=kw.pop("auth_method"), tenant_id=kw.pop("tenant_id"), client_id=kw.pop("client_id"),
+                      client_secret=kw.pop("client_secret"), certificate_path=kw.pop("certificate"),
+                      certificate_password=kw.pop("certificate_password"), token_cache=kw.pop("token_cache"),
+                      access_token=kw.pop("access_token"))
+    http = HttpConfig(concurrency=kw.pop("concurrency"), max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
+                      content_host_suffixes=hosts)
+    return Settings(cloud=cloud, auth=auth, flow_api_url=root, pinned_flow_api=pinned, content_hosts=hosts,
+                    db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"))
+
+
+def scope_options(f: Callable) -> Callable:
+    """What to sweep: environments, flows, time window, run status."""
+    opts = [
+        click.option("--env", "environments", multiple=True, help="Environment name or display name (repeatable)."),
+        click.option("--flow", "flows", multiple=True, help="Flow id or display name (repeatable)."),
+        click.option("--since", help="Runs that started at or after this ISO date/time (UTC). Default: 30 days ago."),
+        click.option("--until", help="Runs that started before this ISO date/time (UTC)."),
+        click.option("--days", type=click.IntRange(1, 3650), help="Runs of the last N days (instead of --since)."),
+        click.option("--status", type=click.Choice(["Succeeded", "Failed", "Cancelled", "Running"]),
+                     help="Only runs with this status (server-side filter)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def known_value_options(f: Callable) -> Callable:
+    opts = [
+        click.option("--known-vault", "known_vaults", multiple=True,
+                     help="Key Vault URL or name whose enabled secrets are matched by keyed hash (repeatable)."),
+        click.option("--known-values-stdin", is_flag=True,
+                     help="Read known secret values from stdin, one per line (hashed, never stored)."),
+        click.option("--known-hashes", type=click.Path(exists=True, dir_okay=False),
+                     help="File of lowercase hex SHA-256 hashes of known values, one per line."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

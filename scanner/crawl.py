@@ -1,0 +1,406 @@
+"""The crawl: environments → flows (+definition) → runs in the window → actions → content → detectors.
+
+Wires the parts together and owns nothing else: the API client knows no detectors, detectors know
+no HTTP, the store knows no HTTP. Concurrency is bounded twice: the HTTP client's slots bound
+requests in flight, and `run_slots` bounds runs in progress so memory stays flat however large the
+tenant is (runs stream through; nothing holds the tenant).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from detectors.base import ScanResult, fingerprint, preview
+
+from . import definition as defn
+from . import posture
+from .flow_api import (FlowApi, content_links, is_secured, link_key, parse_api_time, run_filter)
+from .http import ApiError, FlowleaksHttpError, HttpClient, LinkExpired
+from .store import Batch, Store, finding_id, utcnow
+
+log = logging.getLogger("flowleaks.crawl")
+
+RETENTION_DAYS = 30
+# Skips that do not make a scan incomplete: nobody can read secured content in run history either,
+# and a run that aged out between listing and reading is gone for everyone.
+NON_BLOCKING_SKIPS = frozenset({"secured", "gone"})
+# Definition action types that have no content links of their own in run history.
+CONTAINER_TYPES = frozenset({"scope", "if", "switch", "foreach", "until", "terminate"})
+
+
+@dataclass
+class CrawlOptions:
+    environments: tuple[str, ...] = ()
+    flows: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    status: str | None = None
+    kind: str = "sweep"                 # sweep (IR, windowed) | scan (nightly, incremental)
+    incremental: bool = False           # use and advance watermarks
+    reuse_content: bool = False         # skip downloading content whose md5+size was scanned before
+    batch_runs: int = 50                # runs per store transaction
+    max_runs_in_flight: int = 64
+
+
+@dataclass
+class CrawlStats:
+    environments_planned: int = 0
+    environments_scanned: int = 0
+    flows_planned: int = 0
+    flows_scanned: int = 0
+    runs_planned: int = 0
+    runs_scanned: int = 0
+    content_fetched: int = 0
+    content_reused: int = 0
+    findings: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    blocking_skips: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def complete(self) -> bool:
+        return self.blocking_skips == 0
+
+
+@dataclass
+class FlowContext:
+    environment: str
+    flow_id: str
+    display_name: str | None
+    definition: dict | None
+    action_types: dict[str, str]
+
+
+@dataclass
+class ContentUnit:
+    action: str
+    repetition: str | None
+    side: str
+    link: Any
+
+
+class Crawl:
+    def __init__(self, api: FlowApi, http: HttpClient, store: Store, engine: Any, key: bytes,
+                 options: CrawlOptions, scan_id: str,
+                 on_progress: Callable[[CrawlStats, HttpClient], None] | None = None):
+        self.api, self.http, self.store, self.engine = api, http, store, engine
+        self.key = key
+        self.opt = options
+        self.scan_id = scan_id
+        self.stats = CrawlStats()
+        self.on_progress = on_progress or (lambda s, h: None)
+        self.batch = Batch.empty()
+        self.batch_runs = 0
+        self.run_slots = asyncio.Semaphore(options.max_runs_in_flight)
+        # Detectors are CPU-bound: one worker thread keeps the event loop free for I/O.
+        self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
+        self.suppressed = {(fp, rule) for fp, rule in store.active_suppressions()}
+        self.reuse: OrderedDict[str, ScanResult] = OrderedDict()  # content key -> result (in memory)
+
+    # -- skips and findings --------------------------------------------------------------------
+
+    def skip(self, env: str | None, flow: str | None, run: str | None, action: str | None,
+             side: str | None, reason: str, detail: str = "", repetition: str | None = None) -> None:
+        self.stats.skipped[reason] += 1
+        if reason not in NON_BLOCKING_SKIPS:
+            self.stats.blocking_skips += 1
+        self.batch.skipped.append((self.scan_id, env, flow, run, action, side, reason, detail[:500],
+                                   repetition, utcnow()))
+
+    def _status_for(self, fp: str, fid: str, rule: str) -> str:
+        for key in (fp, fid):
+            if (key, None) in self.suppressed or (key, rule) in self.suppressed:
+                return "suppressed"
+        return "open"
+
+    def add_result(self, ctx: FlowContext, run_id: str | None, run_start: str | None,
+                   unit: ContentUnit, result: ScanResult) -> None:
+        now = utcnow()
+        cause = remediation = None
+        if ctx.definition is not None and result.hits:
+            c = posture.explain(ctx.definition, unit.action, unit.side)
+            if c is not None:
+                cause, remediation = f"{c.rule_id} on '{c.action}'", c.remediation
+        seen: set[str] = set()
+        for hit in result.hits:
+            fp = fingerprint(self.key, hit.secret)
+            fid = finding_id(ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
+                             unit.side, hit.json_path, hit.rule_id, fp)
+            if fid in seen:
+                continue
+            seen.add(fid)
+            self.batch.findings.append((
+                fid, self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
+                unit.side, hit.json_path, hit.rule_id, hit.detector, fp, preview(hit.secret),
+                len(hit.secret), True, hit.known_secret, now, now, self._status_for(fp, fid, hit.rule_id),
+                hit.confidence, hit.decoding, None, None, cause, remediation, run_start, self.scan_id))
+            self.stats.findings += 1
+        for s in result.skipped:
+            self.skip(ctx.environment, ctx.flow_id, run_id, unit.action, unit.side, s.reason,
+                      f"{s.json_path} {s.detail}".strip(), unit.repetition)
+        for d in result.dropped:
+            self.batch.filtered.append((self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action,
+                                        unit.side, d.json_path, d.rule_id, d.filter, now))
+
+    async def flush(self, force: bool = False) -> None:
+        if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > 5000:
+            batch, self.batch, self.batch_runs = self.batch, Batch.empty(), 0
+            self.store.write_batch(batch)
+            self.on_progress(self.stats, self.http)
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    async def run(self) -> CrawlStats:
+        try:
+            envs = await self.api.environments()
+        except FlowleaksHttpError as exc:
+            self.skip(None, None, None, None, None, exc.reason, f"listing environments: {exc}")
+            await self.flush(force=True)
+            return self.stats
+        wanted = {e.lower() for e in self.opt.environments}
+        if wanted:
+            found = {e.name.lower() for e in envs} | {(e.display_name or "").lower() for e in envs}
+            for missing in sorted(wanted - found):
+                self.skip(missing, None, None, None, None, "not found", "environment not listed by the API")
+            envs = [e for e in envs if e.name.lower() in wanted or (e.display_name or "").lower() in wanted]
+        self.stats.environments_planned = len(envs)
+        self.store.upsert_environments([(e.name, e.display_name, e.location, e.is_default,
+                                         e.flow_endpoint, self.scan_id) for e in envs])
+        for env in envs:
+            await self.scan_environment(env.name)
+        await self.flush(force=True)
+        self.detect_pool.shutdown(wait=True)
+        return self.stats
+
+    async def scan_environment(self, env: str) -> None:
+        wanted = {f.lower() for f in self.opt.flows}
+        tasks: list[asyncio.Task] = []
+        flow_slots = asyncio.Semaphore(8)
+        try:
+            async for item in self.api.flows(env):
+                flow_id = str(item.get("name"))
+                name = (item.get("properties") or {}).get("displayName") or ""
+                if wanted and flow_id.lower() not in wanted and name.lower() not in wanted:
+                    continue
+                self.stats.flows_planned += 1
+                await flow_slots.acquire()
+                task = asyncio.create_task(self._flow_task(env, item, flow_slots))
+                tasks.append(task)
+        except ApiError as exc:
+            self.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
+        except FlowleaksHttpError as exc:
+            self.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
+        if tasks:
+            await asyncio.gather(*tasks)
+        self.stats.environments_scanned += 1
+        await self.flush(force=True)
+
+    async def _flow_task(self, env: str, item: dict, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.scan_flow(env, item)
+        finally:
+            slots.release()
+
+    async def scan_flow(self, env: str, item: dict) -> None:
+        flow_id = str(item.get("name"))
+        props = item.get("properties") or {}
+        definition = None
+        try:
+            full = await self.api.get_flow(env, flow_id)
+            props = {**props, **(full.get("properties") or {})}
+            definition = props.get("definition")
+        except FlowleaksHttpError as exc:
+            self.skip(env, flow_id, None, None, "definition", exc.reason, f"reading flow: {exc}")
+        ctx = FlowContext(env, flow_id, props.get("displayName"), definition if isinstance(definition, dict) else None,
+                          defn.action_types(definition) if isinstance(definition, dict) else {})
+        self.store.upsert_flows([{
+            "environment": env, "flow_id": flow_id, "display_name": props.get("displayName"),
+            "creator": (props.get("creator") or {}).get("objectId"), "state": props.get("state"),
+            "definition_hash": posture.definition_hash(definition) if isinstance(definition, dict) else None,
+            "created_time": parse_api_time(props.get("createdTime")),
+            "last_modified_time": parse_api_time(props.get("lastModifiedTime")),
+            "trigger_type": defn.trigger_type(definition) if isinstance(definition, dict) else None,
+            "connectors": defn.connectors(definition) if isinstance(definition, dict) else None,
+            "scan_id": self.scan_id}])
+        flow_ok = await self.scan_runs(ctx)
+        if flow_ok:
+            self.stats.flows_scanned += 1
+
+    async def scan_runs(self, ctx: FlowContext) -> bool:
+        since = self.opt.since or (datetime.now(timezone.utc) - timedelta(days=RETENTION_DAYS))
+        filt = run_filter(since, self.opt.until, self.opt.status)
+        tasks: list[asyncio.Task] = []
+        ok = True
+        try:
+            async for page in self.api.runs(ctx.environment, ctx.flow_id, filt):
+                for run in page:
+                    self.stats.runs_planned += 1
+                    await self.run_slots.acquire()
+                    tasks.append(asyncio.create_task(self._run_task(ctx, run)))
+                # drop finished tasks so a 50,000-run flow doesn't keep 50,000 task objects
+                tasks = [t for t in tasks if not t.done()]
+        except FlowleaksHttpError as exc:
+            ok = False
+            self.skip(ctx.environment, ctx.flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
+        if tasks:
+            await asyncio.gather(*tasks)
+        return ok
+
+    async def _run_task(self, ctx: FlowContext, run: dict) -> None:
+        try:
+            await self.scan_run(ctx, run)
+        except FlowleaksHttpError as exc:
+            self.skip(ctx.environment, ctx.flow_id, str(run.get("name")), None, None, exc.reason, str(exc))
+        finally:
+            self.run_slots.release()
+        self.batch_runs += 1
+        await self.flush()
+
+    async def scan_run(self, ctx: FlowContext, listed: dict) -> None:
+        env, flow, run_id = ctx.environment, ctx.flow_id, str(listed.get("name"))
+        try:
+            run = await self.api.get_run(env, flow, run_id)
+        except ApiError as exc:
+            if exc.code == "WorkflowRunNotFound" or exc.status == 404:
+                self.skip(env, flow, run_id, None, None, "gone", str(exc))
+                return
+            raise
+        meta: list[tuple] = []
+        units = await self.collect_units(ctx, run_id, run, meta)
+        props = run.get("properties") or listed.get("properties") or {}
+        run_start = parse_api_time(props.get("startTime"))
+        refreshed: dict[tuple, Any] | None = None
+        scanned = skipped = 0
+        for unit in units:
+            if await self.scan_unit(ctx, run_id, run_start, unit):
+                scanned += 1
+                continue
+            if refreshed is None:  # an expired link: re-read the run once for fresh links
+                again = await self.api.get_run(env, flow, run_id)
+                refreshed = {(u.action, u.repetition, u.side): u.link
+                             for u in await self.collect_units(ctx, run_id, again)}
+            fresh = ContentUnit(unit.action, unit.repetition, unit.side,
+                                refreshed.get((unit.action, unit.repetition, unit.side)))
+            if await self.scan_unit(ctx, run_id, run_start, fresh, last_try=True):
+                scanned += 1
+            else:
+                skipped += 1
+        self.batch.actions.extend((env, flow, run_id, *m, self.scan_id) for m in meta)
+        self.batch.runs.append((env, flow, run_id, run_start, parse_api_time(props.get("endTime")),
+                                props.get("status"), self.scan_id, (props.get("trigger") or {}).get("name"),
+                                len(meta), scanned, skipped, utcnow()))
+        self.batch.run_keys.append((env, flow, run_id))
+        self.stats.runs_scanned += 1
+
+    async def collect_units(self, ctx: FlowContext, run_id: str, run: dict,
+                            meta: list[tuple] | None = None) -> list[ContentUnit]:
+        """Every (action, repetition, side, link) of a run, from one `$expand` read when possible.
+
+        `meta` collects one row per action execution for the `actions` table."""
+        props = run.get("properties") or {}
+        units: list[ContentUnit] = []
+        trigger = props.get("trigger") or {}
+        tname = trigger.get("name") or "trigger"
+        for io, link in content_links(trigger).items():
+            units.append(ContentUnit(tname, None, f"trigger_{io}", link))
+        actions = props.get("actions")
+        if not isinstance(actions, dict):
+            actions = {}
+        missing = [n for n, a in actions.items()
+                   if isinstance(a, dict) and "inputsLink" not in a and "outputsLink" not in a
+                   and not a.get("repetitionCount")
+                   and ctx.action_types.get(n, "").lower() not in CONTAINER_TYPES]
+        if not actions or missing:
+            # $expand gave no actions or left links out: the actions list has them (one paged call).
+            listed = await self.api.actions(ctx.environment, ctx.flow_id, run_id)
+            for item in listed:
+                name = str(item.get("name"))
+                if name in actions and name not in missing:
+                    continue
+                actions[name] = item.get("properties") or {}
+        def note(name: str, rep: str | None, p: dict) -> None:
+            if meta is not None:
+                i, o = p.get("inputsLink"), p.get("outputsLink")
+                meta.append((name, rep, p.get("status"), p.get("code"),
+                             i is not None and is_secured(i), o is not None and is_secured(o),
+                             (i or {}).get("contentSize") if isinstance(i, dict) else None,
+                             (o or {}).get("contentSize") if isinstance(o, dict) else None))
+
+        for name, action in actions.items():
+            if not isinstance(action, dict):
+                continue
+            note(name, None, action)
+            if action.get("repetitionCount") or action.get("repetitionIndexes"):
+                reps = await self.api.repetitions(ctx.environment, ctx.flow_id, run_id, name)
+                if reps:
+                    for rep in reps:
+                        rprops = rep.get("properties") or {}
+                        note(name, str(rep.get("name")), rprops)
+                        for io, link in content_links(rprops).items():
+                            units.append(ContentUnit(name, str(rep.get("name")), f"action_{io}", link))
+                    continue
+            if ctx.action_types.get(name, "").lower() in CONTAINER_TYPES and \
+                    "inputsLink" not in action and "outputsLink" not in action:
+                continue
+            for io, link in content_links(action).items():
+                units.append(ContentUnit(name, None, f"action_{io}", link))
+        return units
+
+    async def scan_unit(self, ctx: FlowContext, run_id: str, run_start: str | None, unit: ContentUnit,
+                        last_try: bool = False) -> bool:
+        """Fetch and scan one content link. False only for an expired link worth one more try."""
+        env, flow = ctx.environment, ctx.flow_id
+        link = unit.link
+        if link is None or is_secured(link):
+            detail = "secureData" if isinstance(link, dict) and link.get("secureData") else "no uri"
+            self.skip(env, flow, run_id, unit.action, unit.side, "secured", detail, unit.repetition)
+            return True
+        key = link_key(link) if self.opt.reuse_content else None
+        if key and key in self.reuse:
+            self.reuse.move_to_end(key)
+            self.stats.content_reused += 1
+            self.add_result(ctx, run_id, run_start, unit, self.reuse[key])
+            return True
+        try:
+            body = await self.http.fetch_content(str(link["uri"]))
+        except LinkExpired as exc:
+            if not last_try:
+                return False
+            self.skip(env, flow, run_id, unit.action, unit.side, exc.reason, str(exc), unit.repetition)
+            return True
+        except FlowleaksHttpError as exc:
+            self.skip(env, flow, run_id, unit.action, unit.side, exc.reason, str(exc), unit.repetition)
+            return True
+        self.stats.content_fetched += 1
+        result = await asyncio.get_running_loop().run_in_executor(
+            self.detect_pool, self._detect, body, unit.side)
+        if key:
+            self.reuse[key] = result
+            if len(self.reuse) > 20000:
+                self.reuse.popitem(last=False)
+        self.add_result(ctx, run_id, run_start, unit, result)
+        return True
+
+    def _detect(self, body: bytes, side: str) -> ScanResult:
+        return self.engine.scan(decode_body(body), side=side)
+
+
+def decode_body(body: bytes) -> Any:
+    """Content is JSON in practice; anything else is scanned as text (or bytes when not UTF-8)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+

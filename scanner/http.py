@@ -1,0 +1,428 @@
+"""One shared async HTTP client: retries, throttling, token confinement, content-link fetching.
+
+Why it looks like this:
+- One httpx.AsyncClient for the whole scan (connection reuse) with `follow_redirects=False`: a
+  redirect would carry our request somewhere we did not choose.
+- A bearer token goes only to an origin registered for its audience (`allow_origin`), and never over
+  plain http unless the host is loopback. A nextLink to another origin is refused, not followed.
+- Content links (SAS URLs) are fetched with no Authorization header at all, only from allowed host
+  suffixes, streamed with a size cap. Their query (the `sig`) never reaches a log or an error.
+- Retries are tenacity's: 429/5xx/connection errors/timeouts, honouring Retry-After (seconds or an
+  HTTP date), otherwise jittered exponential backoff, both capped.
+- A shared `Pacer` per service: a 429 pauses every worker until Retry-After and cuts the request
+  rate (AIMD), so one throttled worker slows all of them instead of sixteen workers hammering on.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt,
+                      wait_random_exponential)
+
+from .auth import TokenProvider
+
+USER_AGENT = "flowleaks/0.1 (+https://github.com/flowleaks/flowleaks)"
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+class FlowleaksHttpError(Exception):
+    """Base of our HTTP errors. Messages carry a redacted URL (scheme://host/path), never a query."""
+
+    reason = "HTTP error"  # the `skipped.reason` this error becomes
+
+
+class ApiError(FlowleaksHttpError):
+    def __init__(self, status: int, code: str, message: str, url: str):
+        self.status, self.code, self.url = status, code, redact_url(url)
+        self.api_message = message
+        super().__init__(f"{status} {code}: {message} ({self.url})")
+
+
+class Throttled(FlowleaksHttpError):
+    reason = "throttled"
+
+    def __init__(self, url: str, retry_after: float | None):
+        self.url, self.retry_after = redact_url(url), retry_after
+        super().__init__(f"throttled (Retry-After {retry_after:.0f}s is over the cap) at {self.url}"
+                         if retry_after else f"throttled at {self.url}")
+
+
+class RetryableStatus(FlowleaksHttpError):
+    """A 429/5xx answer, or a 200 with a body that is not JSON; tried again by tenacity."""
+
+    def __init__(self, status: int, url: str, retry_after: float | None = None, what: str = ""):
+        self.status, self.url, self.retry_after = status, redact_url(url), retry_after
+        self.reason = "parse error" if status == 200 else ("throttled" if status == 429 else "HTTP error")
+        super().__init__(what or f"HTTP {status} at {self.url}")
+
+
+class LinkExpired(FlowleaksHttpError):
+    reason = "expired"
+
+    def __init__(self, url: str):
+        super().__init__(f"content link expired or refused (403) at {redact_url(url)}")
+
+
+class ContentTooLarge(FlowleaksHttpError):
+    reason = "too large"
+
+    def __init__(self, url: str, limit: int):
+        super().__init__(f"content over {limit} bytes at {redact_url(url)}")
+
+
+class HostNotAllowed(FlowleaksHttpError):
+    reason = "host not allowed"
+
+    def __init__(self, url: str, why: str = "host not on the allow-list"):
+        super().__init__(f"{why}: {redact_url(url)}")
+
+
+class RedirectRefused(FlowleaksHttpError):
+    reason = "redirect not followed"
+
+    def __init__(self, url: str, status: int):
+        super().__init__(f"HTTP {status} redirect not followed from {redact_url(url)}")
+
+
+class TransportFailed(FlowleaksHttpError):
+    reason = "connection error"
+
+    def __init__(self, url: str, exc: BaseException):
+        super().__init__(f"{type(exc).__name__} talking to {redact_url(url)}")
+
+
+FRIENDLY = {
+    "EnvironmentAccessDenied": "no access to environment",
+    "InvalidAuthenticationToken": "the access token was rejected (expired or wrong audience)",
+    "AuthorizationFailed": "the identity is not authorised",
+    "ConnectionAuthorizationFailed": "no permission for a connection used by the flow",
+    "FlowNotFound": "flow not found",
+    "WorkflowRunNotFound": "run not found (aged out of the 30-day history?)",
+}
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/path — the query (SAS sig, skiptoken) is dropped."""
+    try:
+        p = urlsplit(str(url))
+    except ValueError:
+        return "<unparseable url>"
+    return f"{p.scheme}://{p.netloc.rsplit('@', 1)[-1]}{p.path}"
+
+
+def origin(url: str) -> str:
+    p = urlsplit(str(url))
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport_security(url: str) -> None:
+    """Tokens go over https only; plain http is for loopback fakes (DESIGN: Configuration)."""
+    p = urlsplit(url)
+    if p.scheme == "https" or (p.scheme == "http" and is_loopback(p.hostname)):
+        return
+    raise HostNotAllowed(url, "refusing a non-https URL outside loopback")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_body(status: int, body: bytes, url: str) -> ApiError:
+    code, message = f"HTTP{status}", ""
+    try:
+        err = json.loads(body).get("error") or {}
+        code = err.get("code") or code
+        message = err.get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    # The Flow API wraps Logic Apps errors: surface the inner code when there is one.
+    if code == "AzureResourceManagerRequestFailed" and "WorkflowRunNotFound" in message:
+        code = "WorkflowRunNotFound"
+    friendly = FRIENDLY.get(code)
+    text = f"{friendly}: {message}" if friendly and message else (friendly or message or "no details")
+    return ApiError(status, code, text[:500], url)
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    api_requests: int = 0
+    content_requests: int = 0
+    throttled: int = 0          # 429 answers received
+    retries: int = 0
+    throttle_wait_s: float = 0.0
+    bytes_downloaded: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    refused: int = 0            # nextLinks / redirects / hosts refused by confinement
+
+    def count(self, kind: str) -> None:
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+
+
+# -- pacing (shared limiter) ---------------------------------------------------------------------
+
+class Pacer:
+    """Shared rate control for one service: a pause on 429 for everyone, and AIMD pacing.
+
+    Starts unpaced. The first 429 sets the rate to 85% of what we were achieving; each success
+    adds a little back (about +2 req/s per second of traffic), each new 429 window takes 15% off.
+    This keeps us near the server's limit with few 429s without knowing the limit in advance.
+    """
+
+    def __init__(self, stats: HttpStats):
+        self.stats = stats
+        self.rate: float | None = None
+        self.pause_until = 0.0
+        self.next_slot = 0.0
+        self.sent: deque[float] = deque()
+        self.last_cut = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait_turn(self) -> None:
+        async with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.pause_until, self.next_slot)
+            if self.rate:
+                self.next_slot = slot + 1.0 / self.rate
+            self.sent.append(slot)
+            while self.sent and self.sent[0] < slot - 2.0:
+                self.sent.popleft()
+        delay = slot - time.monotonic()
+        if delay > 0:
+            self.stats.throttle_wait_s += delay if self.rate or self.pause_until > 0 else 0.0
+            await asyncio.sleep(delay)
+
+    def on_success(self) -> None:
+        if self.rate:
+            self.rate += 2.0 / self.rate
+
+    def on_throttle(self, retry_after: float | None) -> None:
+        now = time.monotonic()
+        if retry_after:
+            self.pause_until = max(self.pause_until, now + retry_after)
+        if now - self.last_cut < 1.0:  # the 429s of one burst cut once, not once per in-flight request
+            return
+        self.last_cut = now
+        recent = sum(1 for t in self.sent if t >= now - 1.0)
+        achieved = max(1.0, float(recent))
+        self.rate = max(1.0, min(self.rate or achieved, achieved) * 0.85)
+
+
+# -- the client --------------------------------------------------------------------------------
+
+@dataclass
+class HttpConfig:
+    concurrency: int = 16
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0          # per read; a trickling server can't hold us longer
+    request_timeout: float = 300.0      # whole request including the body
+    max_attempts: int = 8
+    max_backoff: float = 30.0
+    max_retry_after: float = 120.0      # a Retry-After beyond this gives up on the request
+    max_content_bytes: int = 64 * 1024 * 1024
+    content_host_suffixes: tuple[str, ...] = ()
+
+
+class HttpClient:
+    def __init__(self, tokens: TokenProvider, config: HttpConfig,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.tokens = tokens
+        self.config = config
+        self.stats = HttpStats()
+        self.origins: dict[str, set[str]] = {}  # audience -> origins allowed to receive its token
+        self.api_pacer = Pacer(self.stats)
+        self.content_pacer = Pacer(self.stats)
+        self.slots = asyncio.Semaphore(config.concurrency)
+        limits = httpx.Limits(max_connections=config.concurrency * 2,
+                              max_keepalive_connections=config.concurrency * 2)
+        timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
+                                write=config.read_timeout, pool=None)
+        self.client = httpx.AsyncClient(follow_redirects=False, timeout=timeout, limits=limits,
+                                        transport=transport, headers={"User-Agent": USER_AGENT},
+                                        trust_env=False)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> "HttpClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def allow_origin(self, audience: str, url: str) -> None:
+        check_transport_security(url)
+        self.origins.setdefault(audience, set()).add(origin(url))
+
+    def content_host_allowed(self, url: str) -> bool:
+        p = urlsplit(url)
+        host = (p.hostname or "").lower()
+        if p.scheme != "https" and not (p.scheme == "http" and is_loopback(host)):
+            return False
+        for suffix in self.config.content_host_suffixes:
+            s = suffix.strip().lower()
+            if s and (host == s.lstrip(".") or host.endswith("." + s.lstrip("."))):
+                return True
+        return False
+
+    # -- retry policy ------------------------------------------------------------------------
+
+    def _retrying(self) -> AsyncRetrying:
+        backoff = wait_random_exponential(multiplier=0.5, max=self.config.max_backoff)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            ra = getattr(exc, "retry_after", None)
+            if ra is not None:
+                return ra + random.uniform(0, 0.25 * max(ra, 0.2))
+            return backoff(state)
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.retries += 1
+
+        return AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, (RetryableStatus, TransportFailed))),
+            wait=wait, stop=stop_after_attempt(self.config.max_attempts),
+            before_sleep=before_sleep, reraise=True)
+
+    # -- API calls (bearer token) --------------------------------------------------------------
+
+    async def get_json(self, url: str, audience: str, kind: str = "api") -> Any:
+        """GET a JSON document from an API with the token for `audience`. Retries transient errors."""
+        if origin(url) not in self.origins.get(audience, ()):
+            self.stats.refused += 1
+            raise HostNotAllowed(url, "refusing to send a token to an origin it was not issued for")
+        check_transport_security(url)
+        async for attempt in self._retrying():
+            with attempt:
+                return await self._get_json_once(url, audience, kind)
+        raise AssertionError("unreachable")
+
+    async def _get_json_once(self, url: str, audience: str, kind: str) -> Any:
+        token = await self.tokens.token(audience)
+        await self.api_pacer.wait_turn()
+        async with self.slots:
+            self.stats.requests += 1
+            self.stats.api_requests += 1
+            self.stats.count(kind)
+            try:
+                async with asyncio.timeout(self.config.request_timeout):
+                    resp = await self.client.get(url, headers={"Authorization": f"Bearer {token}",
+                                                               "Accept": "application/json"})
+            except (httpx.TransportError, TimeoutError) as exc:
+                raise TransportFailed(url, exc) from None
+        return self._json_or_raise(resp, url, self.api_pacer)
+
+    def _json_or_raise(self, resp: httpx.Response, url: str, pacer: Pacer) -> Any:
+        status = resp.status_code
+        if status == 429:
+            self.stats.throttled += 1
+            ra = parse_retry_after(resp.headers.get("Retry-After"))
+            pacer.on_throttle(ra if ra is not None else 1.0)
+            if ra is not None and ra > self.config.max_retry_after:
+                raise Throttled(url, ra)
+            raise RetryableStatus(429, url, ra)
+        if status >= 500:
+            raise RetryableStatus(status, url, parse_retry_after(resp.headers.get("Retry-After")))
+        if 300 <= status < 400:
+            self.stats.refused += 1
+            raise RedirectRefused(url, status)
+        if status >= 400:
+            raise error_from_body(status, resp.content, url)
+        pacer.on_success()
+        ctype = resp.headers.get("Content-Type", "")
+        try:
+            return resp.json()
+        except ValueError:
+            what = f"response at {redact_url(url)} is not JSON (Content-Type {ctype or 'missing'})"
+            raise RetryableStatus(200, url, what=what) from None
+
+    # -- content links (no token) --------------------------------------------------------------
+
+    async def fetch_content(self, uri: str) -> bytes:
+        """GET a SAS content link: no Authorization header, allow-listed host, size-capped stream."""
+        if not self.content_host_allowed(uri):
+            self.stats.refused += 1
+            raise HostNotAllowed(uri)
+        async for attempt in self._retrying():
+            with attempt:
+                return await self._fetch_content_once(uri)
+        raise AssertionError("unreachable")
+
+    async def _fetch_content_once(self, uri: str) -> bytes:
+        limit = self.config.max_content_bytes
+        await self.content_pacer.wait_turn()
+        async with self.slots:
+            self.stats.requests += 1
+            self.stats.content_requests += 1
+            self.stats.count("content")
+            try:
+                async with asyncio.timeout(self.config.request_timeout):
+                    # A fresh request object with only our default headers: no Authorization.
+                    async with self.client.stream("GET", uri) as resp:
+                        status = resp.status_code
+                        if status == 429 or status >= 500:
+                            await resp.aread()
+                            self._json_or_raise(resp, uri, self.content_pacer)
+                        if 300 <= status < 400:
+                            self.stats.refused += 1
+                            raise RedirectRefused(uri, status)
+                        if status in (401, 403):
+                            raise LinkExpired(uri)
+                        if status == 204:
+                            return b"{}"
+                        if status >= 400:
+                            await resp.aread()
+                            raise error_from_body(status, resp.content, uri)
+                        declared = resp.headers.get("Content-Length")
+                        if declared and declared.isdigit() and int(declared) > limit:
+                            raise ContentTooLarge(uri, limit)
+                        chunks, size = [], 0
+                        async for chunk in resp.aiter_bytes():
+                            size += len(chunk)
+                            if size > limit:  # Content-Length can lie; count what arrives
+                                raise ContentTooLarge(uri, limit)
+                            chunks.append(chunk)
+            except (httpx.TransportError, TimeoutError) as exc:
+                raise TransportFailed(uri, exc) from None
+        self.content_pacer.on_success()
+        self.stats.bytes_downloaded += size
+        return b"".join(chunks)

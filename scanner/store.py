@@ -1,0 +1,390 @@
+"""DuckDB store: the contract tables of DESIGN.md, batched writes, private files.
+
+The store knows nothing of HTTP or detectors: it takes plain rows (tuples/dicts of redacted data).
+Nothing that reaches this module may hold a secret value; findings carry preview + fingerprint only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import stat
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+# Columns named in DESIGN.md are the contract; the rest are ours and may grow.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key VARCHAR PRIMARY KEY, value VARCHAR);
+
+CREATE TABLE IF NOT EXISTS scans(
+  scan_id VARCHAR PRIMARY KEY,
+  kind VARCHAR,                 -- sweep | scan | lint
+  started_at TIMESTAMP,
+  finished_at TIMESTAMP,
+  status VARCHAR,               -- running | complete | incomplete | failed
+  complete BOOLEAN,
+  params JSON,
+  environments_planned INTEGER, environments_scanned INTEGER,
+  flows_planned INTEGER, flows_scanned INTEGER,
+  runs_planned INTEGER, runs_scanned INTEGER,
+  content_fetched INTEGER, content_reused INTEGER, bytes_downloaded BIGINT,
+  requests INTEGER, throttled INTEGER, retries INTEGER,
+  skipped INTEGER, findings INTEGER,
+  error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS environments(
+  environment VARCHAR PRIMARY KEY,
+  display_name VARCHAR,
+  location VARCHAR,
+  is_default BOOLEAN,
+  flow_endpoint VARCHAR,
+  scan_id VARCHAR,
+  last_seen TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS flows(
+  environment VARCHAR NOT NULL,
+  flow_id VARCHAR NOT NULL,
+  display_name VARCHAR,
+  creator VARCHAR,              -- creator object id (Entra ID)
+  state VARCHAR,
+  definition_hash VARCHAR,      -- sha256 of the canonical definition JSON
+  created_time TIMESTAMP,
+  last_modified_time TIMESTAMP,
+  trigger_type VARCHAR,
+  connectors VARCHAR[],
+  scan_id VARCHAR,
+  last_seen TIMESTAMP,
+  PRIMARY KEY(environment, flow_id)
+);
+
+CREATE TABLE IF NOT EXISTS runs(
+  environment VARCHAR NOT NULL,
+  flow_id VARCHAR NOT NULL,
+  run_id VARCHAR NOT NULL,
+  start_time TIMESTAMP_NS,      -- UTC; the API gives 7 fractional digits, kept to the 100 ns
+  end_time TIMESTAMP_NS,
+  status VARCHAR,
+  scan_id VARCHAR,
+  trigger_name VARCHAR,
+  actions INTEGER,
+  content_scanned INTEGER,
+  content_skipped INTEGER,
+  scanned_at TIMESTAMP,
+  PRIMARY KEY(environment, flow_id, run_id)
+);
+
+CREATE TABLE IF NOT EXISTS actions(
+  environment VARCHAR, flow_id VARCHAR, run_id VARCHAR,
+  action VARCHAR, repetition VARCHAR,
+  status VARCHAR, code VARCHAR,
+  inputs_secured BOOLEAN, outputs_secured BOOLEAN,
+  inputs_size BIGINT, outputs_size BIGINT,
+  scan_id VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS findings(
+  finding_id VARCHAR PRIMARY KEY,   -- stable: hash of location + rule + fingerprint
+  scan_id VARCHAR,                  -- the scan that last saw it
+  environment VARCHAR,
+  flow_id VARCHAR,
+  run_id VARCHAR,
+  action VARCHAR,
+  repetition VARCHAR,
+  side VARCHAR,
+  json_path VARCHAR,
+  rule_id VARCHAR,
+  detector VARCHAR,                 -- pattern | entropy | known_value | posture
+  fingerprint VARCHAR,              -- hex HMAC-SHA256(key, secret)
+  preview VARCHAR,                  -- 'ghp_…(40)'
+  secret_length INTEGER,
+  visible BOOLEAN,
+  known_secret VARCHAR,             -- vault/name or input line for known values; never the value
+  first_seen TIMESTAMP,
+  last_seen TIMESTAMP,
+  status VARCHAR,                   -- open | suppressed | resolved
+  confidence VARCHAR,
+  decoding VARCHAR,
+  severity VARCHAR,
+  message VARCHAR,
+  cause VARCHAR,                    -- posture rule + action that explains a run finding
+  remediation VARCHAR,
+  run_start TIMESTAMP_NS,
+  first_scan_id VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS skipped(
+  scan_id VARCHAR,
+  environment VARCHAR,
+  flow_id VARCHAR,
+  run_id VARCHAR,
+  action VARCHAR,
+  side VARCHAR,
+  reason VARCHAR,
+  detail VARCHAR,
+  repetition VARCHAR,
+  at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS filtered(
+  scan_id VARCHAR,
+  environment VARCHAR, flow_id VARCHAR, run_id VARCHAR, action VARCHAR, side VARCHAR,
+  json_path VARCHAR,
+  rule_id VARCHAR,
+  filter VARCHAR,
+  at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS watermarks(
+  environment VARCHAR NOT NULL,
+  flow_id VARCHAR NOT NULL,
+  last_run_start TIMESTAMP_NS,
+  running_runs VARCHAR[],          -- runs still Running at the last scan: fetched again next time
+  scan_id VARCHAR,
+  updated_at TIMESTAMP,
+  PRIMARY KEY(environment, flow_id)
+);
+
+CREATE TABLE IF NOT EXISTS suppressions(
+  fingerprint VARCHAR NOT NULL,    -- a secret fingerprint or a finding_id
+  rule_id VARCHAR,                 -- optional: only this rule
+  reason VARCHAR NOT NULL,
+  created_at TIMESTAMP,
+  expires_at TIMESTAMP,
+  created_by VARCHAR,
+  last_matched_scan VARCHAR
+);
+"""
+
+FINDING_COLUMNS = (
+    "finding_id", "scan_id", "environment", "flow_id", "run_id", "action", "repetition", "side",
+    "json_path", "rule_id", "detector", "fingerprint", "preview", "secret_length", "visible",
+    "known_secret", "first_seen", "last_seen", "status", "confidence", "decoding", "severity",
+    "message", "cause", "remediation", "run_start", "first_scan_id",
+)
+SKIPPED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "reason", "detail",
+                   "repetition", "at")
+FILTERED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "json_path",
+                    "rule_id", "filter", "at")
+RUN_COLUMNS = ("environment", "flow_id", "run_id", "start_time", "end_time", "status", "scan_id",
+               "trigger_name", "actions", "content_scanned", "content_skipped", "scanned_at")
+ACTION_COLUMNS = ("environment", "flow_id", "run_id", "action", "repetition", "status", "code",
+                  "inputs_secured", "outputs_secured", "inputs_size", "outputs_size", "scan_id")
+
+
+class StoreBusy(RuntimeError):
+    """Another flowleaks process holds the database (DuckDB allows one writer process)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def finding_id(environment: str | None, flow_id: str | None, run_id: str | None, action: str | None,
+               repetition: str | None, side: str | None, json_path: str | None, rule_id: str,
+               fingerprint: str) -> str:
+    """Stable id of one occurrence: location + rule + fingerprint (never the secret itself)."""
+    parts = (environment, flow_id, run_id, action, repetition, side, json_path, rule_id, fingerprint)
+    raw = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def make_private(path: Path) -> None:
+    """chmod 0600 (the DB, WAL and key file are as sensitive as the tenant they describe)."""
+    try:
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    except FileNotFoundError:
+        pass
+
+
+def fingerprint_key(db_path: str | os.PathLike | None) -> bytes:
+    """FLOWLEAKS_FINGERPRINT_KEY if set, else a key file beside the database (created 0600)."""
+    env = os.environ.get("FLOWLEAKS_FINGERPRINT_KEY")
+    if env:
+        return env.encode("utf-8")
+    if db_path is None or str(db_path) == ":memory:":
+        return secrets.token_hex(32).encode()
+    key_path = Path(str(db_path) + ".key")
+    if key_path.exists():
+        return key_path.read_text().strip().encode("utf-8")
+    key = secrets.token_hex(32)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key.encode("utf-8")
+
+
+@dataclass
+class Batch:
+    """Rows gathered for one atomic write (typically a few finished runs)."""
+
+    runs: list[tuple]
+    actions: list[tuple]
+    findings: list[tuple]
+    skipped: list[tuple]
+    filtered: list[tuple]
+    run_keys: list[tuple]
+
+    @classmethod
+    def empty(cls) -> "Batch":
+        return cls([], [], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.runs) + len(self.findings) + len(self.skipped)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike = "flowleaks.duckdb", read_only: bool = False):
+        self.path = str(path)
+        self.read_only = read_only
+        if not read_only and self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        old_umask = os.umask(0o077)  # files DuckDB creates (db, wal) are born private
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(
+                    f"database {self.path} is in use by another flowleaks process; "
+                    "wait for it to finish (one scan per database at a time)") from None
+            raise
+        finally:
+            os.umask(old_umask)
+        if not read_only:
+            self.con.execute(SCHEMA)
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            if self.path != ":memory:":
+                make_private(Path(self.path))
+                make_private(Path(self.path + ".wal"))
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- scans --------------------------------------------------------------------------------
+
+    def begin_scan(self, kind: str, params: dict[str, Any]) -> str:
+        scan_id = utcnow().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.con.execute(
+            "INSERT INTO scans(scan_id, kind, started_at, status, complete, params) VALUES (?,?,?,?,?,?)",
+            [scan_id, kind, utcnow(), "running", False, json.dumps(params, default=str)])
+        return scan_id
+
+    def update_scan(self, scan_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.con.execute(f"UPDATE scans SET {cols} WHERE scan_id = ?", [*fields.values(), scan_id])
+
+    def finish_scan(self, scan_id: str, complete: bool, status: str | None = None, **stats: Any) -> None:
+        self.update_scan(scan_id, finished_at=utcnow(), complete=complete,
+                         status=status or ("complete" if complete else "incomplete"), **stats)
+
+    # -- inventory ----------------------------------------------------------------------------
+
+    def upsert_environments(self, rows: Sequence[tuple]) -> None:
+        """rows: (environment, display_name, location, is_default, flow_endpoint, scan_id)."""
+        if rows:
+            now = utcnow()
+            self.con.executemany(
+                "INSERT OR REPLACE INTO environments VALUES (?,?,?,?,?,?,?)", [(*r, now) for r in rows])
+
+    def upsert_flows(self, rows: Sequence[dict]) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        cols = ("environment", "flow_id", "display_name", "creator", "state", "definition_hash",
+                "created_time", "last_modified_time", "trigger_type", "connectors", "scan_id")
+        self.con.executemany(
+            f"INSERT OR REPLACE INTO flows({', '.join(cols)}, last_seen) VALUES ({', '.join('?' * (len(cols) + 1))})",
+            [tuple(r.get(c) for c in cols) + (now,) for r in rows])
+
+    def flow_definition_hash(self, environment: str, flow_id: str) -> str | None:
+        row = self.con.execute("SELECT definition_hash FROM flows WHERE environment=? AND flow_id=?",
+                               [environment, flow_id]).fetchone()
+        return row[0] if row else None
+
+    # -- run results --------------------------------------------------------------------------
+
+    def write_batch(self, batch: Batch) -> None:
+        """One transaction per batch: a run's row lands together with its findings or not at all."""
+        if not len(batch) and not batch.actions and not batch.filtered:
+            return
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if batch.run_keys:
+                con.executemany("DELETE FROM actions WHERE environment=? AND flow_id=? AND run_id=?",
+                                batch.run_keys)
+            if batch.runs:
+                con.executemany(f"INSERT OR REPLACE INTO runs({', '.join(RUN_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(RUN_COLUMNS))})", batch.runs)
+            if batch.actions:
+                con.executemany(f"INSERT INTO actions({', '.join(ACTION_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(ACTION_COLUMNS))})", batch.actions)
+            if batch.findings:
+                self._upsert_findings(batch.findings)
+            if batch.skipped:
+                con.executemany(f"INSERT INTO skipped({', '.join(SKIPPED_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(SKIPPED_COLUMNS))})", batch.skipped)
+            if batch.filtered:
+                con.executemany(f"INSERT INTO filtered({', '.join(FILTERED_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(FILTERED_COLUMNS))})", batch.filtered)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _upsert_findings(self, rows: Sequence[tuple]) -> None:
+        """Insert new occurrences; a known finding_id only moves last_seen/scan_id forward.
+
+        A finding that was resolved and shows up again is open again; a suppressed one stays suppressed.
+        """
+        placeholders = ", ".join("?" * len(FINDING_COLUMNS))
+        self.con.executemany(
+            f"INSERT INTO findings({', '.join(FINDING_COLUMNS)}) VALUES ({placeholders}) "
+            "ON CONFLICT (finding_id) DO UPDATE SET last_seen = excluded.last_seen, "
+            "scan_id = excluded.scan_id, visible = excluded.visible, cause = excluded.cause, "
+            "remediation = excluded.remediation, "
+            "status = CASE WHEN findings.status = 'suppressed' THEN 'suppressed' ELSE excluded.status END",
+            rows)
+
+    def add_findings(self, rows: Sequence[tuple]) -> None:
+        b = Batch.empty()
+        b.findings.extend(rows)
+        self.write_batch(b)
+
+    def add_skipped(self, rows: Iterable[tuple]) -> None:
+        b = Batch.empty()
+        b.skipped.extend(rows)
+        self.write_batch(b)
+
+    # -- helpers for callers -------------------------------------------------------------------
+
+    def active_suppressions(self) -> list[tuple[str, str | None]]:
+        now = utcnow()
+        return self.con.execute(
+            "SELECT fingerprint, rule_id FROM suppressions WHERE expires_at IS NULL OR expires_at > ?",
+            [now]).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        return self.con.execute(sql, params or []).fetchall()

@@ -1,0 +1,131 @@
+"""Run one scan end to end: credentials → client → known values → crawl → store → outcome.
+
+`sweep` (incident response: a time window, every run in it) and `scan` (nightly: incremental) share
+this path; they differ only in CrawlOptions.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .auth import make_token_provider
+from .config import Settings
+from .crawl import Crawl, CrawlOptions, CrawlStats
+from .flow_api import FlowApi
+from .http import HttpClient
+from .keyvault import load_vault, vault_url
+from .store import Store, fingerprint_key
+
+log = logging.getLogger("flowleaks.sweep")
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_ERROR = 0, 1, 2, 3, 4
+
+
+@dataclass
+class KnownSources:
+    vaults: tuple[str, ...] = ()
+    stdin_lines: Iterable[str] | None = None
+    hashes_file: str | None = None
+
+
+@dataclass
+class Outcome:
+    scan_id: str
+    stats: CrawlStats
+    http: dict[str, Any]
+    open_findings: int
+    duration_s: float
+    complete: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.open_findings:
+            return EXIT_FINDINGS
+        return EXIT_CLEAN if self.complete else EXIT_INCOMPLETE
+
+
+def build_engine(key: bytes, known_sources: KnownSources | None):
+    from detectors.engine import Engine
+    from detectors.known_values import KnownValues
+
+    known = KnownValues(key=key)
+    if known_sources:
+        if known_sources.stdin_lines is not None:
+            known.add_values_from_lines(known_sources.stdin_lines, source_prefix="stdin")
+        if known_sources.hashes_file:
+            with open(known_sources.hashes_file, encoding="utf-8") as f:
+                known.add_hashes_from_lines(f, source_prefix=known_sources.hashes_file)
+    return Engine(known=known), known
+
+
+async def _execute(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None,
+                   store: Store, scan_id: str, progress: Callable | None,
+                   transport: Callable | None = None) -> Outcome:
+    started = time.monotonic()
+    key = fingerprint_key(settings.db)
+    engine, known = build_engine(key, known_sources)
+    tokens = make_token_provider(settings.auth, settings.cloud)
+    notes: list[str] = []
+    inner = transport(engine) if transport else None
+    async with HttpClient(tokens, settings.http, transport=inner) as http:
+        api = FlowApi(http, settings.flow_api_url, settings.cloud.flow_audience,
+                      as_admin=settings.as_admin, pinned_root=settings.pinned_flow_api)
+        crawl = Crawl(api, http, store, engine, key, options, scan_id, on_progress=progress)
+        for vault in (known_sources.vaults if known_sources else ()):
+            url = vault_url(vault, settings.cloud)
+            try:
+                loaded = await load_vault(http, url, settings.cloud, known)
+            except Exception as exc:  # noqa: BLE001 - a vault that fails is recorded; the sweep goes on
+                crawl.skip(None, None, None, None, None, "known values unavailable", f"{vault}: {exc}")
+                continue
+            notes.append(f"known values: {loaded.loaded} secrets from {loaded.vault}")
+            for err in loaded.errors:
+                crawl.skip(None, None, None, None, None, "known values unavailable", f"{loaded.vault}: {err}")
+        with engine.session():
+            stats = await crawl.run()
+        http_stats = {"requests": http.stats.requests, "api_requests": http.stats.api_requests,
+                      "content_requests": http.stats.content_requests, "throttled": http.stats.throttled,
+                      "retries": http.stats.retries, "throttle_wait_s": round(http.stats.throttle_wait_s, 2),
+                      "bytes_downloaded": http.stats.bytes_downloaded, "refused": http.stats.refused,
+                      "by_kind": dict(http.stats.by_kind)}
+    open_findings = store.query(
+        "SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
+    return Outcome(scan_id, stats, http_stats, open_findings, time.monotonic() - started,
+                   stats.complete, notes)
+
+
+def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
+             progress: Callable | None = None, params: dict | None = None,
+             transport: Callable | None = None) -> Outcome:
+    """transport: optional factory engine -> httpx transport (used by `flowleaks record`)."""
+    store = Store(settings.db)
+    try:
+        scan_id = store.begin_scan(options.kind, params or {})
+        try:
+            outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
+                                           transport))
+        except BaseException as exc:
+            store.finish_scan(scan_id, complete=False, status="failed",
+                              error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            raise
+        s, h = outcome.stats, outcome.http
+        store.finish_scan(
+            scan_id, complete=outcome.complete,
+            environments_planned=s.environments_planned, environments_scanned=s.environments_scanned,
+            flows_planned=s.flows_planned, flows_scanned=s.flows_scanned,
+            runs_planned=s.runs_planned, runs_scanned=s.runs_scanned,
+            content_fetched=s.content_fetched, content_reused=s.content_reused,
+            bytes_downloaded=h["bytes_downloaded"], requests=h["requests"], throttled=h["throttled"],
+            retries=h["retries"], skipped=sum(s.skipped.values()), findings=s.findings)
+        return outcome
+    finally:
+        store.close()
+
+
+def read_stdin_lines() -> list[str]:
+    return [line.rstrip("\r\n") for line in sys.stdin]
