@@ -10,7 +10,7 @@ import click
 from . import __version__
 from .config import connection_options, known_value_options, scope_options, settings_from, window
 from .crawl import CrawlOptions
-from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan
+from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan, write_summary_json
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -31,6 +31,8 @@ def cli(verbose: int) -> None:
 @scope_options
 @known_value_options
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False),
+              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
 def sweep(**kw) -> None:
     """Scan every run in a time window (default: the 30-day retention window) for secrets.
 
@@ -94,6 +96,31 @@ def record(**kw) -> None:
                f"({outcome.stats.runs_scanned} runs, complete={outcome.complete})", err=True)
 
 
+@cli.command()
+@connection_options
+@click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
+@click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
+@known_value_options
+@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False),
+              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
+def scan(**kw) -> None:
+    """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
+
+    Runs still Running last time are read again; content already scanned (same md5 contentHash and
+    size) is not downloaded again; a flow's watermark moves only when the flow was fully scanned.
+
+    \b
+    Example (cron, 02:30 every night):
+      30 2 * * *  flowleaks scan --as-admin --db /var/lib/flowleaks/tenant.duckdb --summary-json /var/log/flowleaks.json
+    """
+    settings = settings_from(kw)
+    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), kind="scan",
+                           incremental=True, reuse_content=True)
+    _run(settings, options, kw, params={"environments": options.environments, "flows": options.flows,
+                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
+
+
 def _run(settings, options, kw, params) -> None:
     from .report import Progress, print_summary
 
@@ -106,6 +133,9 @@ def _run(settings, options, kw, params) -> None:
     finally:
         progress.stop()
     print_summary(settings.db, outcome)
+    summary_path = kw.pop("summary_json", None)
+    if summary_path:
+        write_summary_json(summary_path, outcome)
     sys.exit(outcome.exit_code)
 
 

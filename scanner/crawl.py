@@ -8,6 +8,7 @@ tenant is (runs stream through; nothing holds the tenant).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from detectors.base import ScanResult, fingerprint, preview
+from detectors.base import Drop, Skip, fingerprint, preview
 
 from . import definition as defn
 from . import posture
@@ -76,6 +77,58 @@ class FlowContext:
     display_name: str | None
     definition: dict | None
     action_types: dict[str, str]
+    props: dict = field(default_factory=dict)
+    loaded: bool = False
+    newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
+    running: set[str] = field(default_factory=set)  # runs still Running: read again next time
+    causes: dict = field(default_factory=dict)       # (action, side) -> Cause | None, memoised
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedHit:
+    """A detector hit with the secret replaced by what may be kept: fingerprint, preview, length."""
+
+    json_path: str
+    rule_id: str
+    detector: str
+    fingerprint: str
+    preview: str
+    length: int
+    known_secret: str | None
+    confidence: str
+    decoding: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentResult:
+    """What scanning one content body produced; safe to cache and to persist (no secret in it)."""
+
+    hits: tuple[RedactedHit, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    dropped: tuple[Drop, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"hits": [[getattr(h, f) for f in RedactedHit.__slots__] for h in self.hits],
+                           "skipped": [[k.json_path, k.reason, k.detail] for k in self.skipped],
+                           "dropped": [[d.rule_id, d.filter, d.json_path] for d in self.dropped]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ContentResult":
+        d = json.loads(text)
+        return cls(tuple(RedactedHit(*h) for h in d["hits"]), tuple(Skip(*k) for k in d["skipped"]),
+                   tuple(Drop(*x) for x in d["dropped"]))
+
+
+def valid_md5_key(link: dict) -> str | None:
+    """The md5+size identity of a body, only when the hash really is an md5 (16 bytes of base64):
+    a fake or placeholder hash ('test==') must never make two different bodies look the same."""
+    key = link_key(link)
+    if not key:
+        return None
+    try:
+        return key if len(base64.b64decode(key.rsplit(":", 1)[0], validate=True)) == 16 else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -102,7 +155,9 @@ class Crawl:
         # Detectors are CPU-bound: one worker thread keeps the event loop free for I/O.
         self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self.suppressed = {(fp, rule) for fp, rule in store.active_suppressions()}
-        self.reuse: OrderedDict[str, ScanResult] = OrderedDict()  # content key -> result (in memory)
+        self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
+        self.engine_version = getattr(engine, "version", "engine")
+        self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
 
     # -- skips and findings --------------------------------------------------------------------
 
@@ -111,6 +166,7 @@ class Crawl:
         self.stats.skipped[reason] += 1
         if reason not in NON_BLOCKING_SKIPS:
             self.stats.blocking_skips += 1
+            self.flow_blocking[(env, flow)] = self.flow_blocking.get((env, flow), 0) + 1
         self.batch.skipped.append((self.scan_id, env, flow, run, action, side, reason, detail[:500],
                                    repetition, utcnow()))
 
@@ -121,16 +177,19 @@ class Crawl:
         return "open"
 
     def add_result(self, ctx: FlowContext, run_id: str | None, run_start: str | None,
-                   unit: ContentUnit, result: ScanResult) -> None:
+                   unit: ContentUnit, result: ContentResult) -> None:
         now = utcnow()
         cause = remediation = None
         if ctx.definition is not None and result.hits:
-            c = posture.explain(ctx.definition, unit.action, unit.side)
+            memo = (unit.action, unit.side)
+            if memo not in ctx.causes:
+                ctx.causes[memo] = posture.explain(ctx.definition, unit.action, unit.side)
+            c = ctx.causes[memo]
             if c is not None:
                 cause, remediation = f"{c.rule_id} on '{c.action}'", c.remediation
         seen: set[str] = set()
         for hit in result.hits:
-            fp = fingerprint(self.key, hit.secret)
+            fp = hit.fingerprint
             fid = finding_id(ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
                              unit.side, hit.json_path, hit.rule_id, fp)
             if fid in seen:
@@ -138,8 +197,8 @@ class Crawl:
             seen.add(fid)
             self.batch.findings.append((
                 fid, self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
-                unit.side, hit.json_path, hit.rule_id, hit.detector, fp, preview(hit.secret),
-                len(hit.secret), True, hit.known_secret, now, now, self._status_for(fp, fid, hit.rule_id),
+                unit.side, hit.json_path, hit.rule_id, hit.detector, fp, hit.preview,
+                hit.length, True, hit.known_secret, now, now, self._status_for(fp, fid, hit.rule_id),
                 hit.confidence, hit.decoding, None, None, cause, remediation, run_start, self.scan_id))
             self.stats.findings += 1
         for s in result.skipped:
@@ -211,44 +270,106 @@ class Crawl:
     async def scan_flow(self, env: str, item: dict) -> None:
         flow_id = str(item.get("name"))
         props = item.get("properties") or {}
-        definition = None
+        ctx = FlowContext(env, flow_id, props.get("displayName"), None, {})
+        modified = props.get("lastModifiedTime")
+        stored_modified, stored_hash = self.store.flow_modified(env, flow_id)
+        # Nightly: an unchanged flow is not re-read unless it has new runs to explain.
+        if not (self.opt.incremental and stored_hash and modified and modified == stored_modified):
+            await self.load_definition(ctx, props)
+        else:
+            ctx.props = props
+            self.store.touch_flow(env, flow_id, self.scan_id)
+        ok = await self.scan_runs(ctx)
+        if ok and not self.flow_blocking.get((env, flow_id)):
+            self.stats.flows_scanned += 1
+            if self.opt.incremental:
+                self.batch.watermarks.append((env, flow_id, ctx.newest_start, sorted(ctx.running),
+                                              self.scan_id))
+
+    async def load_definition(self, ctx: FlowContext, props: dict) -> None:
+        """Read the flow with its definition, store the flow row, and run the posture rules on it."""
+        if ctx.loaded:
+            return
+        ctx.loaded = True
+        env, flow_id = ctx.environment, ctx.flow_id
         try:
             full = await self.api.get_flow(env, flow_id)
             props = {**props, **(full.get("properties") or {})}
-            definition = props.get("definition")
         except FlowleaksHttpError as exc:
             self.skip(env, flow_id, None, None, "definition", exc.reason, f"reading flow: {exc}")
-        ctx = FlowContext(env, flow_id, props.get("displayName"), definition if isinstance(definition, dict) else None,
-                          defn.action_types(definition) if isinstance(definition, dict) else {})
+        definition = props.get("definition")
+        ctx.definition = definition if isinstance(definition, dict) else None
+        ctx.action_types = defn.action_types(ctx.definition) if ctx.definition else {}
+        ctx.display_name = props.get("displayName") or ctx.display_name
+        d = ctx.definition
         self.store.upsert_flows([{
             "environment": env, "flow_id": flow_id, "display_name": props.get("displayName"),
             "creator": (props.get("creator") or {}).get("objectId"), "state": props.get("state"),
-            "definition_hash": posture.definition_hash(definition) if isinstance(definition, dict) else None,
+            "definition_hash": posture.definition_hash(d) if d else None,
             "created_time": parse_api_time(props.get("createdTime")),
             "last_modified_time": parse_api_time(props.get("lastModifiedTime")),
-            "trigger_type": defn.trigger_type(definition) if isinstance(definition, dict) else None,
-            "connectors": defn.connectors(definition) if isinstance(definition, dict) else None,
+            "modified_marker": props.get("lastModifiedTime"),
+            "trigger_type": defn.trigger_type(d) if d else None,
+            "connectors": defn.connectors(d) if d else None,
             "scan_id": self.scan_id}])
-        flow_ok = await self.scan_runs(ctx)
-        if flow_ok:
-            self.stats.flows_scanned += 1
+        if d:
+            found = await asyncio.get_running_loop().run_in_executor(
+                self.detect_pool, lambda: posture.analyze_definition(
+                    d, flow_name=ctx.display_name or flow_id, engine=self.engine, key=self.key))
+            self.add_posture(ctx, found)
+
+    def add_posture(self, ctx: FlowContext, found: list) -> None:
+        """Posture findings: detector 'posture', run fields null; the ones no longer found are resolved."""
+        now = utcnow()
+        keep = []
+        for pf in found:
+            fp = pf.fingerprint or fingerprint(self.key, f"posture\x1f{ctx.environment}\x1f{ctx.flow_id}"
+                                                          f"\x1f{pf.rule_id}\x1f{pf.action}\x1f{pf.json_path}")
+            fid = finding_id(ctx.environment, ctx.flow_id, None, pf.action, None, "definition", pf.json_path,
+                             pf.rule_id, fp)
+            keep.append(fid)
+            self.batch.findings.append((
+                fid, self.scan_id, ctx.environment, ctx.flow_id, None, pf.action, None, "definition",
+                pf.json_path, pf.rule_id, "posture", fp, pf.preview, None, None, None, now, now,
+                self._status_for(fp, fid, pf.rule_id), None, None, pf.severity, pf.message,
+                f"{pf.rule_id} on '{pf.action}'", pf.remediation, None, self.scan_id))
+            self.stats.findings += 1
+        self.batch.posture_seen.append((ctx.environment, ctx.flow_id, keep))
 
     async def scan_runs(self, ctx: FlowContext) -> bool:
-        since = self.opt.since or (datetime.now(timezone.utc) - timedelta(days=RETENTION_DAYS))
-        filt = run_filter(since, self.opt.until, self.opt.status)
+        """List the flow's runs (window, or after the watermark) and scan each; False if listing failed."""
+        env, flow_id = ctx.environment, ctx.flow_id
+        after, running = self.store.watermark(env, flow_id) if self.opt.incremental else (None, [])
+        if after:
+            filt = run_filter(None, self.opt.until, self.opt.status, after_raw=after)
+        else:
+            since = self.opt.since or (datetime.now(timezone.utc) - timedelta(days=RETENTION_DAYS))
+            filt = run_filter(since, self.opt.until, self.opt.status)
+        ctx.newest_start = after[:-1] if after else None
         tasks: list[asyncio.Task] = []
         ok = True
+
+        async def submit(run: dict) -> None:
+            if not ctx.loaded:  # new runs to explain: an unchanged flow's definition is read now
+                await self.load_definition(ctx, ctx.props)
+            self.stats.runs_planned += 1
+            await self.run_slots.acquire()
+            tasks.append(asyncio.create_task(self._run_task(ctx, run)))
+
+        listed: set[str] = set()
         try:
-            async for page in self.api.runs(ctx.environment, ctx.flow_id, filt):
+            async for page in self.api.runs(env, flow_id, filt):
                 for run in page:
-                    self.stats.runs_planned += 1
-                    await self.run_slots.acquire()
-                    tasks.append(asyncio.create_task(self._run_task(ctx, run)))
+                    listed.add(str(run.get("name")))
+                    await submit(run)
                 # drop finished tasks so a 50,000-run flow doesn't keep 50,000 task objects
                 tasks = [t for t in tasks if not t.done()]
+            for run_id in running:  # runs still Running last time: read them again by name
+                if run_id not in listed:
+                    await submit({"name": run_id})
         except FlowleaksHttpError as exc:
             ok = False
-            self.skip(ctx.environment, ctx.flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
+            self.skip(env, flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
         if tasks:
             await asyncio.gather(*tasks)
         return ok
@@ -298,6 +419,11 @@ class Crawl:
                                 len(meta), scanned, skipped, utcnow()))
         self.batch.run_keys.append((env, flow, run_id))
         self.stats.runs_scanned += 1
+        raw_start = (props.get("startTime") or "").rstrip("Z")
+        if raw_start and (ctx.newest_start is None or raw_start > ctx.newest_start):
+            ctx.newest_start = raw_start
+        if props.get("status") in ("Running", "Waiting", "Paused", "Suspended"):
+            ctx.running.add(run_id)
 
     async def collect_units(self, ctx: FlowContext, run_id: str, run: dict,
                             meta: list[tuple] | None = None) -> list[ContentUnit]:
@@ -362,12 +488,17 @@ class Crawl:
             detail = "secureData" if isinstance(link, dict) and link.get("secureData") else "no uri"
             self.skip(env, flow, run_id, unit.action, unit.side, "secured", detail, unit.repetition)
             return True
-        key = link_key(link) if self.opt.reuse_content else None
-        if key and key in self.reuse:
-            self.reuse.move_to_end(key)
-            self.stats.content_reused += 1
-            self.add_result(ctx, run_id, run_start, unit, self.reuse[key])
-            return True
+        key = valid_md5_key(link) if self.opt.reuse_content else None
+        if key:
+            cached = self.reuse.get(key)
+            if cached is None:
+                stored = self.store.content_result(key, self.engine_version)
+                cached = ContentResult.from_json(stored) if stored else None
+            if cached is not None:
+                self._remember(key, cached)
+                self.stats.content_reused += 1
+                self.add_result(ctx, run_id, run_start, unit, cached)
+                return True
         try:
             body = await self.http.fetch_content(str(link["uri"]))
         except LinkExpired as exc:
@@ -382,14 +513,25 @@ class Crawl:
         result = await asyncio.get_running_loop().run_in_executor(
             self.detect_pool, self._detect, body, unit.side)
         if key:
-            self.reuse[key] = result
-            if len(self.reuse) > 20000:
-                self.reuse.popitem(last=False)
+            self._remember(key, result)
+            self.batch.content.append((key, self.engine_version, result.to_json(), utcnow()))
         self.add_result(ctx, run_id, run_start, unit, result)
         return True
 
-    def _detect(self, body: bytes, side: str) -> ScanResult:
-        return self.engine.scan(decode_body(body), side=side)
+    def _remember(self, key: str, result: ContentResult) -> None:
+        self.reuse[key] = result
+        self.reuse.move_to_end(key)
+        if len(self.reuse) > 20000:
+            self.reuse.popitem(last=False)
+
+    def _detect(self, body: bytes, side: str) -> ContentResult:
+        """Runs in the detector thread. The secrets in the engine's hits end here: only their
+        fingerprint, preview and length leave this function."""
+        raw = self.engine.scan(decode_body(body), side=side)
+        hits = tuple(RedactedHit(h.json_path, h.rule_id, h.detector, fingerprint(self.key, h.secret),
+                                 preview(h.secret), len(h.secret), h.known_secret, h.confidence, h.decoding)
+                     for h in raw.hits)
+        return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
 
 
 def decode_body(body: bytes) -> Any:

@@ -12,12 +12,14 @@ import secrets
 import stat
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
+
+from .views import create_views
 
 SCHEMA_VERSION = 1
 
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS flows(
   last_modified_time TIMESTAMP,
   trigger_type VARCHAR,
   connectors VARCHAR[],
+  modified_marker VARCHAR,      -- lastModifiedTime as the API gave it: unchanged flows are not re-read
   scan_id VARCHAR,
   last_seen TIMESTAMP,
   PRIMARY KEY(environment, flow_id)
@@ -133,7 +136,7 @@ CREATE TABLE IF NOT EXISTS skipped(
   reason VARCHAR,
   detail VARCHAR,
   repetition VARCHAR,
-  at TIMESTAMP
+  recorded_at TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS filtered(
@@ -142,7 +145,7 @@ CREATE TABLE IF NOT EXISTS filtered(
   json_path VARCHAR,
   rule_id VARCHAR,
   filter VARCHAR,
-  at TIMESTAMP
+  recorded_at TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS watermarks(
@@ -153,6 +156,14 @@ CREATE TABLE IF NOT EXISTS watermarks(
   scan_id VARCHAR,
   updated_at TIMESTAMP,
   PRIMARY KEY(environment, flow_id)
+);
+
+CREATE TABLE IF NOT EXISTS content_results(
+  content_key VARCHAR NOT NULL,     -- md5 contentHash + ':' + contentSize of a content body
+  engine_version VARCHAR NOT NULL,  -- detectors + known-value set; a change invalidates the cache
+  result JSON,                      -- redacted hits (fingerprint, preview, path, rule), skips, drops
+  scanned_at TIMESTAMP,
+  PRIMARY KEY(content_key, engine_version)
 );
 
 CREATE TABLE IF NOT EXISTS suppressions(
@@ -173,9 +184,9 @@ FINDING_COLUMNS = (
     "message", "cause", "remediation", "run_start", "first_scan_id",
 )
 SKIPPED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "reason", "detail",
-                   "repetition", "at")
+                   "repetition", "recorded_at")
 FILTERED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "json_path",
-                    "rule_id", "filter", "at")
+                    "rule_id", "filter", "recorded_at")
 RUN_COLUMNS = ("environment", "flow_id", "run_id", "start_time", "end_time", "status", "scan_id",
                "trigger_name", "actions", "content_scanned", "content_skipped", "scanned_at")
 ACTION_COLUMNS = ("environment", "flow_id", "run_id", "action", "repetition", "status", "code",
@@ -234,6 +245,9 @@ class Batch:
     skipped: list[tuple]
     filtered: list[tuple]
     run_keys: list[tuple]
+    content: list[tuple] = field(default_factory=list)     # content_results rows
+    watermarks: list[tuple] = field(default_factory=list)  # flows fully scanned in this batch
+    posture_seen: list[tuple] = field(default_factory=list)  # (env, flow, finding_ids found now)
 
     @classmethod
     def empty(cls) -> "Batch":
@@ -262,6 +276,7 @@ class Store:
             os.umask(old_umask)
         if not read_only:
             self.con.execute(SCHEMA)
+            create_views(self.con)
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             if self.path != ":memory:":
                 make_private(Path(self.path))
@@ -303,10 +318,17 @@ class Store:
             return
         now = utcnow()
         cols = ("environment", "flow_id", "display_name", "creator", "state", "definition_hash",
-                "created_time", "last_modified_time", "trigger_type", "connectors", "scan_id")
+                "created_time", "last_modified_time", "modified_marker", "trigger_type", "connectors", "scan_id")
+        # A flow whose definition could not be read keeps the facts an earlier scan stored.
+        updates = ", ".join(f"{c} = coalesce(excluded.{c}, flows.{c})" for c in cols[2:])
         self.con.executemany(
-            f"INSERT OR REPLACE INTO flows({', '.join(cols)}, last_seen) VALUES ({', '.join('?' * (len(cols) + 1))})",
+            f"INSERT INTO flows({', '.join(cols)}, last_seen) VALUES ({', '.join('?' * (len(cols) + 1))}) "
+            f"ON CONFLICT (environment, flow_id) DO UPDATE SET {updates}, last_seen = excluded.last_seen",
             [tuple(r.get(c) for c in cols) + (now,) for r in rows])
+
+    def touch_flow(self, environment: str, flow_id: str, scan_id: str) -> None:
+        self.con.execute("UPDATE flows SET scan_id = ?, last_seen = ? WHERE environment = ? AND flow_id = ?",
+                         [scan_id, utcnow(), environment, flow_id])
 
     def flow_definition_hash(self, environment: str, flow_id: str) -> str | None:
         row = self.con.execute("SELECT definition_hash FROM flows WHERE environment=? AND flow_id=?",
@@ -317,7 +339,8 @@ class Store:
 
     def write_batch(self, batch: Batch) -> None:
         """One transaction per batch: a run's row lands together with its findings or not at all."""
-        if not len(batch) and not batch.actions and not batch.filtered:
+        if not (len(batch) or batch.actions or batch.filtered or batch.content or batch.watermarks
+                or batch.posture_seen):
             return
         con = self.con
         con.execute("BEGIN TRANSACTION")
@@ -339,6 +362,22 @@ class Store:
             if batch.filtered:
                 con.executemany(f"INSERT INTO filtered({', '.join(FILTERED_COLUMNS)}) "
                                 f"VALUES ({', '.join('?' * len(FILTERED_COLUMNS))})", batch.filtered)
+            for env, flow, keep in batch.posture_seen:
+                # a posture finding not found in the flow's current definition is fixed: resolved
+                con.execute("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
+                            "AND environment = ? AND flow_id = ? AND status <> 'resolved' "
+                            "AND NOT list_contains(?, finding_id)", [env, flow, keep])
+            if batch.content:
+                con.executemany("INSERT OR REPLACE INTO content_results VALUES (?,?,?,?)", batch.content)
+            if batch.watermarks:
+                # (environment, flow_id, last_run_start, running_runs, scan_id); last_run_start only moves forward
+                con.executemany(
+                    "INSERT INTO watermarks VALUES (?,?,?,?,?,?) ON CONFLICT (environment, flow_id) DO UPDATE "
+                    "SET last_run_start = greatest(coalesce(watermarks.last_run_start, excluded.last_run_start), "
+                    "coalesce(excluded.last_run_start, watermarks.last_run_start)), "
+                    "running_runs = excluded.running_runs, scan_id = excluded.scan_id, "
+                    "updated_at = excluded.updated_at",
+                    [(*w, utcnow()) for w in batch.watermarks])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -369,6 +408,26 @@ class Store:
         self.write_batch(b)
 
     # -- helpers for callers -------------------------------------------------------------------
+
+    def content_result(self, key: str, engine_version: str) -> str | None:
+        row = self.con.execute("SELECT result FROM content_results WHERE content_key=? AND engine_version=?",
+                               [key, engine_version]).fetchone()
+        return row[0] if row else None
+
+    def watermark(self, environment: str, flow_id: str) -> tuple[str | None, list[str]]:
+        """(last run start as OData text with 7 fractional digits, runs still Running last time)."""
+        row = self.con.execute(
+            "SELECT strftime(last_run_start, '%Y-%m-%dT%H:%M:%S.%n'), running_runs FROM watermarks "
+            "WHERE environment=? AND flow_id=?", [environment, flow_id]).fetchone()
+        if not row:
+            return None, []
+        raw = f"{row[0][:27]}Z" if row[0] else None  # %n gives 9 digits; the API uses 7
+        return raw, list(row[1] or [])
+
+    def flow_modified(self, environment: str, flow_id: str) -> tuple[str | None, str | None]:
+        row = self.con.execute("SELECT modified_marker, definition_hash FROM flows "
+                               "WHERE environment=? AND flow_id=?", [environment, flow_id]).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def active_suppressions(self) -> list[tuple[str, str | None]]:
         now = utcnow()

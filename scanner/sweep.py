@@ -129,3 +129,24 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
 
 def read_stdin_lines() -> list[str]:
     return [line.rstrip("\r\n") for line in sys.stdin]
+
+
+def write_summary_json(path: str, outcome: Outcome) -> None:
+    """The scheduler's view of a scan: counts, completeness, duration, requests, 429s (mode 0600)."""
+    import json
+    import os
+
+    s = outcome.stats
+    data = {
+        "scan_id": outcome.scan_id, "complete": outcome.complete, "exit_code": outcome.exit_code,
+        "duration_s": round(outcome.duration_s, 3), "open_findings": outcome.open_findings,
+        "findings_seen": s.findings,
+        "environments": {"planned": s.environments_planned, "scanned": s.environments_scanned},
+        "flows": {"planned": s.flows_planned, "scanned": s.flows_scanned},
+        "runs": {"planned": s.runs_planned, "scanned": s.runs_scanned},
+        "content": {"fetched": s.content_fetched, "reused": s.content_reused},
+        "skipped": dict(s.skipped), **{k: v for k, v in outcome.http.items()},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
