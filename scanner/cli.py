@@ -139,6 +139,16 @@ def _run(settings, options, kw, params) -> None:
     sys.exit(outcome.exit_code)
 
 
+def _register() -> None:
+    """Commands that live in their own modules (one module per concept)."""
+    from .lint import lint_command
+
+    cli.add_command(lint_command)
+
+
+_register()
+
+
 def main() -> None:
     """Console entry point: an unexpected error exits 4 with one line, never 1 ('findings')."""
     try:

@@ -135,13 +135,20 @@ _DATA_OPS = {"compose", "parsejson", "select", "query", "join", "table", "expres
 _PASS_THROUGH = _DATA_OPS | {"setvariable", "appendtostringvariable", "appendtoarrayvariable", "response"}
 _CHILD = {"workflow"}
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")  # same notation as detectors/payload.py (contract)
 
 
 def _seg(name: str) -> str:
     if _IDENT.match(name):
         return "." + name
     return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+
+
+def _qseg(name: str) -> str:
+    """A query-parameter marker: `?name`, or `?['x y']` when the name is not `[\\w.~-]+`."""
+    if re.fullmatch(r"[\w.~-]+", name):
+        return "?" + name
+    return "?['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
 
 def _seg_index(i: int) -> str:
@@ -571,7 +578,6 @@ def _init_var(name: str, var: str, value: Any) -> dict:
 _EX_PASSWORD = "Pr0d-Basic-Pa55w0rd-Example-7781"
 _EX_CLIENT_SECRET = "Xk38Q~examplesecretvalue0123456789abcdEF"
 _EX_API_KEY = "4f9b2c7e1d8a4b6f9e0c3a5d7b1e2f40"
-_EX_SIG = "Zm9vYmFyYmF6cXV4ZXhhbXBsZXNpZ25hdHVyZTE"
 
 EXAMPLES: dict[str, dict[str, list[dict]]] = {
     "PA001": {
@@ -907,7 +913,7 @@ def _query_findings(m: _Model, a: _Action, flow: str, key: bytes) -> list[Postur
                 if secret is not None:
                     out.append(_mk("PA004", a.name,
                                    f"'{a.name}' has a literal '{pname}' credential in its URI query string",
-                                   _rem("PA004", a), f"{upath}?{pname}", flow=flow, secret=secret, key=key))
+                                   _rem("PA004", a), upath + _qseg(pname), flow=flow, secret=secret, key=key))
     queries = inp.get("queries")
     if isinstance(queries, dict):
         for qk, qv in queries.items():

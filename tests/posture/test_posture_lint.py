@@ -1,0 +1,209 @@
+"""`flowleaks lint` through click's CliRunner, and the SARIF it writes."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from scanner import sarif
+from scanner.lint import lint_command, lint_paths
+
+from posture_fixtures import (DEPLOYMENT_SETTINGS, ENV_DEF_SECRET_XML, ENV_DEF_XML, PLANTED, RISKY, SAFE,
+                              legacy_package_zip, solution_zip)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_engine(monkeypatch):
+    # Keep these tests independent of the detection engine being written in parallel: the literal checks
+    # must find the planted credentials on their own. (test_lint_with_default_engine covers the engine.)
+    from scanner import posture
+    monkeypatch.setattr(posture, "_DEFAULT_ENGINE", False)
+    monkeypatch.setenv("FLOWLEAKS_FINGERPRINT_KEY", "test-key")
+
+
+def run(*args):
+    return CliRunner().invoke(lint_command, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_no_secrets(text: str):
+    for name, v in PLANTED.items():
+        assert v not in text, f"planted secret {name} printed"
+
+
+@pytest.fixture()
+def risky_json(tmp_path):
+    p = tmp_path / "risky.json"
+    p.write_text(json.dumps({"name": "f1", "properties": {"displayName": "Risky flow", "definition": RISKY}}, indent=2))
+    return p
+
+
+@pytest.fixture()
+def solution(tmp_path):
+    p = tmp_path / "Ops_1_0_0_1.zip"
+    p.write_bytes(solution_zip(
+        {"RiskyFlow": RISKY, "SafeFlow": SAFE},
+        env_xml={"cr6e_ApiPassword": ENV_DEF_XML.format(value=PLANTED["env_password"]),
+                 "cr6e_PartnerKey": ENV_DEF_SECRET_XML},
+        env_values={"cr6e_ApiPassword": PLANTED["env_password"]}))
+    s = tmp_path / "deploymentsettings.json"
+    s.write_text(json.dumps(DEPLOYMENT_SETTINGS, indent=2))
+    return p, s
+
+
+def test_lint_definition_json(risky_json):
+    r = run(risky_json, "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    got = {(f["rule_id"], f["action"]) for f in doc["findings"]}
+    assert {("PA001", "Get_secret"), ("PA002", "HTTP_call_partner"), ("PA003", "Keep_key"),
+            ("PA004", "Call_function"), ("PA005", "Call_basic"), ("PA005", "Call_apim")} <= got
+    assert all(f["flow"] == "Risky flow" and f["path"] == str(risky_json) for f in doc["findings"])
+    pa1 = next(f for f in doc["findings"] if f["rule_id"] == "PA001")
+    assert pa1["line"] == next(i for i, l in enumerate(risky_json.read_text().splitlines(), 1)
+                               if '"Get_secret": {' in l)
+    assert doc["summary"]["high"] >= 4 and doc["errors"] == []
+    assert_no_secrets(r.output)
+
+
+def test_lint_solution_zip_and_settings(solution):
+    zpath, settings = solution
+    r = run(zpath, settings, "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    got = {(f["rule_id"], f["action"]) for f in doc["findings"]}
+    assert ("PA001", "Get_secret") in got and ("PA005", "Call_basic") in got
+    assert ("PA007", "cr6e_ApiPassword") in got  # String-typed, secret name, literal value
+    assert ("PA007", "cr6e_ClientSecret") in got  # literal secret in deployment settings
+    assert not any(a == "cr6e_PartnerKey" for _r, a in got)  # Secret type + Key Vault reference: fine
+    assert not any(a == "cr6e_SiteUrl" for _r, a in got)
+    flows = {f["flow"] for f in doc["findings"] if f["rule_id"] != "PA007"}
+    assert flows == {"RiskyFlow"}  # SafeFlow is clean; name from the file name minus the GUID
+    members = {f["member"] for f in doc["findings"] if f["path"] == str(zpath)}
+    assert any(m and m.startswith("Workflows/RiskyFlow") for m in members)
+    assert any(m and m.startswith("environmentvariabledefinitions/cr6e_ApiPassword/") for m in members)
+    env = next(f for f in doc["findings"] if f["action"] == "cr6e_ApiPassword")
+    assert env["preview"] == "EnvV…(28)" and env["fingerprint"]
+    settings_f = next(f for f in doc["findings"] if f["action"] == "cr6e_ClientSecret")
+    assert settings_f["path"] == str(settings) and settings_f["line"] and settings_f["json_path"] == "$.EnvironmentVariables[2].Value"
+    assert doc["summary"]["flows"] == 2 and doc["errors"] == []
+    for fmt in ("table", "sarif"):
+        out = run(zpath, settings, "--format", fmt)
+        assert out.exit_code == 1
+        assert_no_secrets(out.output)
+    assert_no_secrets(r.output)
+
+
+def test_lint_safe_definition_exits_0(tmp_path):
+    p = tmp_path / "safe.json"
+    p.write_text(json.dumps(SAFE))
+    r = run(p)
+    assert r.exit_code == 0, r.output
+    assert "0 finding(s)" in r.stdout
+
+
+def test_fail_on_threshold(tmp_path):
+    # only a medium finding (PA006 Response echo of a secured source's… via a Compose) → passes at high
+    d = {"triggers": {"manual": {"type": "Request", "kind": "Http", "inputs": {}}}, "actions": {
+        "Get_secret": {**json.loads(json.dumps(SAFE["actions"]["Get_secret"]))},
+        "Keep": {"type": "Compose", "inputs": "@body('Get_secret')?['value']", "runAfter": {}},
+        "Child": {"type": "Workflow", "runAfter": {}, "inputs": {"host": {"workflowReferenceName": "x"},
+                                                                    "body": "@outputs('Keep')"}}}}
+    p = tmp_path / "medium.json"
+    p.write_text(json.dumps(d))
+    assert run(p, "--format", "json").exit_code == 0
+    assert run(p, "--fail-on", "medium").exit_code == 1
+    assert run(p, "--fail-on", "low").exit_code == 1
+    assert run(p, "--fail-on", "never").exit_code == 0
+
+
+def test_usage_and_input_errors(tmp_path):
+    assert run().exit_code == 2
+    assert run(tmp_path / "missing.json").exit_code == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    r = run(bad)
+    assert r.exit_code == 2 and "not valid JSON" in r.stderr
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    assert run(other).exit_code == 2
+    assert run(bad, "--format", "yaml").exit_code == 2
+
+
+def test_arm_export_legacy_package_and_directory(tmp_path):
+    arm = tmp_path / "template.json"
+    arm.write_text(json.dumps({"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+                               "resources": [{"type": "Microsoft.Logic/workflows", "name": "la-orders",
+                                              "properties": {"definition": RISKY}}]}))
+    pkg = tmp_path / "legacy.zip"
+    pkg.write_bytes(legacy_package_zip(RISKY))
+    unpacked = tmp_path / "unpacked"
+    (unpacked / "Workflows").mkdir(parents=True)
+    (unpacked / "Workflows" / "Flow-1.json").write_text(json.dumps({"properties": {"definition": RISKY}}))
+    rep = lint_paths([arm, pkg, unpacked], engine=False, key=b"k")
+    assert rep.errors == []
+    by_path = {}
+    for r in rep.results:
+        by_path.setdefault(r.path, set()).add(r.finding.flow)
+    assert by_path[str(arm)] == {"la-orders"}
+    assert by_path[str(pkg)] == {"Legacy flow"}
+    assert by_path[str(unpacked)] == {"Flow-1"}
+
+
+def test_sarif_output_structure(solution, tmp_path):
+    zpath, settings = solution
+    out = tmp_path / "report.sarif"
+    r = run(zpath, settings, "--format", "sarif", "--output", out)
+    assert r.exit_code == 1
+    assert r.stdout == ""
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    text = out.read_text()
+    assert_no_secrets(text)
+    log = json.loads(text)
+    assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-schema-2.1.0.json")
+    assert sarif.validate(log) == []
+    run0 = log["runs"][0]
+    rule_ids = {x["id"] for x in run0["tool"]["driver"]["rules"]}
+    assert {res["ruleId"] for res in run0["results"]} <= rule_ids
+    assert run0["tool"]["driver"]["name"] == "flowleaks"
+    for res in run0["results"]:
+        assert res["level"] in ("error", "warning", "note")
+        loc = res["locations"][0]
+        assert loc["physicalLocation"]["artifactLocation"]["uri"]
+        assert loc["logicalLocations"][0]["kind"] == "member"
+        assert res["partialFingerprints"]["flowleaksLocation/v1"]
+    names = {res["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] for res in run0["results"]}
+    assert "actions.Get_secret" in names
+    settings_res = [res for res in run0["results"]
+                    if res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("deploymentsettings.json")]
+    assert settings_res and settings_res[0]["locations"][0]["physicalLocation"]["region"]["startLine"] > 1
+    assert settings_res[0]["partialFingerprints"]["flowleaksSecret/v1"]
+
+
+def test_table_output_to_file(risky_json, tmp_path):
+    out = tmp_path / "report.txt"
+    r = run(risky_json, "--output", out)
+    assert r.exit_code == 1
+    text = out.read_text()
+    assert "PA001" in text and "Get_secret" in text
+    assert_no_secrets(text)
+
+
+def test_fingerprints_stable_with_key(risky_json):
+    a = json.loads(run(risky_json, "--format", "json").stdout)
+    b = json.loads(run(risky_json, "--format", "json").stdout)
+    fa = sorted(f["fingerprint"] for f in a["findings"] if f["fingerprint"])
+    assert fa and fa == sorted(f["fingerprint"] for f in b["findings"] if f["fingerprint"])
+
+
+def test_lint_with_default_engine(solution, monkeypatch):
+    """With the real detection engine (when it exists) nothing leaks either."""
+    from scanner import posture
+    monkeypatch.setattr(posture, "_DEFAULT_ENGINE", None)
+    zpath, settings = solution
+    for fmt in ("json", "sarif", "table"):
+        r = run(zpath, settings, "--format", fmt)
+        assert r.exit_code == 1
+        assert_no_secrets(r.output)
