@@ -11,12 +11,12 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Iterator, NamedTuple
 
 from . import fakes
-from .model import TICKS_PER_SECOND, Body, Plant, RunDetail, RunHeader, Step, to_ticks
+from .model import TICKS_PER_SECOND, Body, Plant, RunDetail, RunHeader, to_ticks
 from .templates import TEMPLATES, RunBuilder, Template
 
 SECURED_LINK_STYLES = ("secureData", "secureData", "null", "absent")
@@ -119,7 +119,7 @@ class Tenant:
         `maker_visible_fraction` of the flows are visible on the maker path (all are on admin).
         """
         now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-        t = cls(seed, now.replace(microsecond=0) if now.microsecond else now, history_days=history_days,
+        t = cls(seed, now.replace(microsecond=0), history_days=history_days,
                 failed_fraction=failed_fraction, running_fraction=running_fraction,
                 max_loop_items=max_loop_items, run_cache_size=run_cache_size)
         t._make_vault(vault_size)
@@ -309,8 +309,3 @@ class Tenant:
     def decoys(self) -> set[str]:
         """Distinct look-alike strings in run content that must not be reported as secrets."""
         return set().union(*(d.decoys for _, d in self.iter_details()))
-
-    def step(self, detail: RunDetail, name: str) -> Step | None:
-        if detail.trigger.name == name:
-            return detail.trigger
-        return detail.actions.get(name)
