@@ -36,6 +36,9 @@ class Leaf:
     # json_path of the JSON string leaf this leaf was decoded from (== json_path for raw leaves);
     # the engine dedupes hits per origin so one secret found in a URL and in its `?sig` is one hit.
     origin: str = ""
+    # the layer the walker decoded *from* this leaf ('' if none): json | query | form | base64 |
+    # basic | bearer | xml. The engine skips work on the encoded text that the decoded leaves repeat.
+    decoded: str = ""
 
     def __repr__(self) -> str:  # a leaf may be a secret: never show its value
         return (f"Leaf(json_path={self.json_path!r}, key={self.key!r}, side={self.side!r}, "

@@ -181,19 +181,20 @@ class Walker:
                 return
             self.leaves += 1
             org = origin if origin is not None else path
-            yield Leaf(node, path, key, self.side, decoding, org)
-            if ddepth >= lim.max_decode_depth or len(node) < 6:
-                continue
-            if len(node) > lim.max_decode_chars:
-                self.skip(path, "leaf too long", f"{len(node)} chars, not decoded")
-                continue
-            try:
-                for item in self._decode(node, path, key, depth, ddepth, org):
-                    push(item)
-            except RecursionError:
-                self.skip(path, "too deep", "decoded layer nested beyond the parser")
-            except Exception as exc:  # a decoder bug must not stop the scan; no value in detail
-                self.skip(path, "parse error", type(exc).__name__)
+            items: list = []
+            if ddepth < lim.max_decode_depth and len(node) >= 6:
+                if len(node) > lim.max_decode_chars:
+                    self.skip(path, "leaf too long", f"{len(node)} chars, not decoded")
+                else:
+                    try:
+                        items = self._decode(node, path, key, depth, ddepth, org)
+                    except RecursionError:
+                        self.skip(path, "too deep", "decoded layer nested beyond the parser")
+                    except Exception as exc:  # a decoder bug must not stop the scan; no value in detail
+                        self.skip(path, "parse error", type(exc).__name__)
+            yield Leaf(node, path, key, self.side, decoding, org, items[0][6] if items else "")
+            for item in items:
+                push(item)
 
     # -- decoders: each returns stack items (pushed in reverse so they come out in order) --------
     def _decode(self, s: str, path: str, key: str | None, depth: int, ddepth: int, org: str) -> list:

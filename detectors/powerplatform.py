@@ -19,7 +19,7 @@ from .rules import Rule, ex
 
 # fake values used in examples
 _SIG = "Xo9kqL2vT8mNw4ZpR7sYc1HbE5uJ3aGd6fKiQ0tVxWe"
-_AAD = "Abc8Q~xY7zQ2mK9pL4nR6tV1wS3uE5oI0aDfGh_Jk"
+_AAD = "Abc8Q~xY7zQ2mK9pL4nR6tV1wS3uE5oI0aDfGh_J"
 _KEY88 = "kP3nW8vQ2zR5tY7uI1oA4sD6fG9hJ0kL2zX5cV8bN1mQ3wE6rT9yU2iO5pA8sD1fG4hJ7kL0zX3cV6bN9mQ2w=="
 _SBKEY = "q7W2eR9tY4uI1oP6aS3dF8gH5jK0lZ2xC7vB4nM1qW8="
 _FNKEY = "aZ3xC8vB1nM6qW4eR9tY2uI7oP5sD0fG3hJ8kL1zX6cV4bN9mQ2w=="
@@ -30,7 +30,7 @@ _PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4l
         "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----")
 
 _PLACEHOLDER = re.compile(
-    r"(?i)^(?:<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|@\{?[a-z_]+\(|%[a-z_]+%|\*+|x{4,}|\.{3,}|changeme|"
+    r"(?i)^(?:<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|@\{?[a-z_]+\(.*|@\{.*\}|%[a-z_]+%|\*+|x{4,}|\.{3,}|changeme|"
     r"replace[_-]?me|your[_-].*|todo|tbd|none|null|undefined|true|false|example.*|dummy.*|placeholder.*|"
     r"redacted|\[redacted\]|secret|password|\*\*\*.*)$")
 
@@ -90,13 +90,6 @@ class PatternRule:
 def _unq(s: str, leaf: Leaf, m) -> str | None:
     v = unquote(s)
     return v if len(v) >= 16 and re.search(r"[A-Za-z]", v) and re.search(r"\d", v) else None
-
-
-def _not_logic(s: str, leaf: Leaf, m) -> str | None:
-    low = m.string.lower() if m is not None else ""
-    if "logic.azure" in low or "powerplatform.com" in low:
-        return None  # the trigger-URL rule owns these
-    return _unq(s, leaf, m)
 
 
 _SAS_CTX = re.compile(r"(?i)(?:^|[?&;\s])(?:sv|skn|se)=")

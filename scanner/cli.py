@@ -141,9 +141,13 @@ def _run(settings, options, kw, params) -> None:
 
 def _register() -> None:
     """Commands that live in their own modules (one module per concept)."""
+    from .export import export_command
     from .lint import lint_command
+    from .query import query_command
+    from .suppress import suppress_command, suppressions_command
 
-    cli.add_command(lint_command)
+    for command in (lint_command, query_command, export_command, suppress_command, suppressions_command):
+        cli.add_command(command)
 
 
 _register()

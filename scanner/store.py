@@ -331,8 +331,8 @@ class Store:
                          [scan_id, utcnow(), environment, flow_id])
 
     def flow_definition_hash(self, environment: str, flow_id: str) -> str | None:
-        row = self.con.execute("SELECT definition_hash FROM flows WHERE environment=? AND flow_id=?",
-                               [environment, flow_id]).fetchone()
+        row = self._one("SELECT definition_hash FROM flows WHERE environment=? AND flow_id=?",
+                               [environment, flow_id])
         return row[0] if row else None
 
     # -- run results --------------------------------------------------------------------------
@@ -410,23 +410,23 @@ class Store:
     # -- helpers for callers -------------------------------------------------------------------
 
     def content_result(self, key: str, engine_version: str) -> str | None:
-        row = self.con.execute("SELECT result FROM content_results WHERE content_key=? AND engine_version=?",
-                               [key, engine_version]).fetchone()
+        row = self._one("SELECT result FROM content_results WHERE content_key=? AND engine_version=?",
+                               [key, engine_version])
         return row[0] if row else None
 
     def watermark(self, environment: str, flow_id: str) -> tuple[str | None, list[str]]:
         """(last run start as OData text with 7 fractional digits, runs still Running last time)."""
-        row = self.con.execute(
+        row = self._one(
             "SELECT strftime(last_run_start, '%Y-%m-%dT%H:%M:%S.%n'), running_runs FROM watermarks "
-            "WHERE environment=? AND flow_id=?", [environment, flow_id]).fetchone()
+            "WHERE environment=? AND flow_id=?", [environment, flow_id])
         if not row:
             return None, []
         raw = f"{row[0][:27]}Z" if row[0] else None  # %n gives 9 digits; the API uses 7
         return raw, list(row[1] or [])
 
     def flow_modified(self, environment: str, flow_id: str) -> tuple[str | None, str | None]:
-        row = self.con.execute("SELECT modified_marker, definition_hash FROM flows "
-                               "WHERE environment=? AND flow_id=?", [environment, flow_id]).fetchone()
+        row = self._one("SELECT modified_marker, definition_hash FROM flows "
+                               "WHERE environment=? AND flow_id=?", [environment, flow_id])
         return (row[0], row[1]) if row else (None, None)
 
     def active_suppressions(self) -> list[tuple[str, str | None]]:
@@ -444,6 +444,12 @@ class Store:
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+
+    def _one(self, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
+        """First row or None. fetchall, not fetchone: DuckDB 2 refuses new statements on a connection
+        with an unfinished result."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()

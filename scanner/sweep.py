@@ -18,7 +18,9 @@ from .crawl import Crawl, CrawlOptions, CrawlStats
 from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
-from .store import Store, fingerprint_key
+from .lifecycle import resolve_aged_out
+from .store import Store, fingerprint_key, utcnow
+from .suppress import apply_suppressions
 
 log = logging.getLogger("flowleaks.sweep")
 
@@ -113,6 +115,10 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
             store.finish_scan(scan_id, complete=False, status="failed",
                               error=f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
+        apply_suppressions(store.con, scan_id)
+        resolve_aged_out(store.con, utcnow())
+        outcome.open_findings = store.query(
+            "SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
         s, h = outcome.stats, outcome.http
         store.finish_scan(
             scan_id, complete=outcome.complete,

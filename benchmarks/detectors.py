@@ -1,0 +1,256 @@
+"""Benchmark the detection engine on a synthetic run-history corpus. Prints figures; asserts nothing.
+
+    .venv/bin/python benchmarks/detectors.py [--mb 20] [--seed 7] [--known 200] [--profile]
+
+The corpus is Power Automate-shaped action inputs/outputs (HTTP responses with x-ms-* headers and
+ETags, SharePoint/Graph list items full of GUIDs and timestamps, connector inputs, Compose strings,
+`$content` base64 bodies, stringified JSON, run names and content links) with planted fake secrets of
+the kinds flowleaks targets. It reports MB/s and leaves/s of `engine.scan` (with and without known
+values loaded), recall per planted kind, and the number of findings that match no plant.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import string
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectors.engine import Engine  # noqa: E402
+from detectors.known_values import KnownValues  # noqa: E402
+
+B64 = string.ascii_letters + string.digits + "+/"
+ALNUM = string.ascii_letters + string.digits
+WORDS = ("invoice order customer approval pending finance report quarterly contoso fabrikam northwind "
+         "request status manager review document library project team site budget travel expense "
+         "meeting schedule update notification reminder weekly summary").split()
+
+
+def rstr(rng, alphabet, n):
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def guid(rng):
+    h = "%032x" % rng.getrandbits(128)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def run_name(rng):
+    return "0858" + "".join(rng.choice(string.digits) for _ in range(25)) + "CU" + str(rng.randint(1, 300))
+
+
+def ts(rng):
+    return f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T{rng.randint(10, 23)}:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(1000000, 9999999)}Z"
+
+
+def sentence(rng, n=12):
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def content_link(rng, kind):
+    r = run_name(rng)
+    return {"uri": f"https://prod-{rng.randint(10, 99)}.westeurope.logic.azure.com:443/workflows/{'%032x' % rng.getrandbits(128)}/runs/{r}/contents/{kind}",
+            "contentVersion": base64.b64encode(rng.randbytes(16)).decode(), "contentSize": rng.randint(100, 9000),
+            "contentHash": {"algorithm": "md5", "value": base64.b64encode(rng.randbytes(16)).decode()}}
+
+
+# -- planted secrets: kind -> (make(rng) -> (secret, placer)) ---------------------------------------
+def plant(rng, kind, known_values):
+    sig = rstr(rng, ALNUM + "-_", 43)
+    if kind == "logic-apps-trigger-url":
+        s = sig
+        return s, {"uri": f"https://prod-{rng.randint(10, 99)}.westeurope.logic.azure.com:443/workflows/{'%032x' % rng.getrandbits(128)}/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={s}"}
+    if kind == "azure-ad-client-secret":
+        s = rstr(rng, ALNUM, 3) + "8Q~" + rstr(rng, ALNUM + "_.-~", 34)
+        return s, {"body": json.dumps({"tenant": guid(rng), "clientId": guid(rng), "credential": s})}
+    if kind == "azure-storage-account-key":
+        s = base64.b64encode(rng.randbytes(64)).decode()
+        return s, {"connectionString": f"DefaultEndpointsProtocol=https;AccountName=contoso{rng.randint(1, 99)};AccountKey={s};EndpointSuffix=core.windows.net"}
+    if kind == "azure-sas-token":
+        s = base64.b64encode(rng.randbytes(32)).decode()
+        from urllib.parse import quote
+        return s, {"downloadUrl": f"https://contoso.blob.core.windows.net/files/r.pdf?sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-12-31T00:00:00Z&spr=https&sig={quote(s, safe='')}"}
+    if kind == "azure-servicebus-key":
+        s = base64.b64encode(rng.randbytes(32)).decode()
+        return s, {"inputs": {"connection": f"Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={s}"}}
+    if kind == "azure-functions-key":
+        s = rstr(rng, ALNUM, 54) + "=="
+        return s, {"uri": f"https://contoso-fn.azurewebsites.net/api/Process?code={s}", "method": "POST"}
+    if kind == "sql-connection-string-password":
+        s = rstr(rng, ALNUM + "!#%", 14)
+        return s, {"body": {"settings": {"db": f"Server=tcp:contoso.database.windows.net,1433;Initial Catalog=crm;User ID=flow;Password={s};Encrypt=True"}}}
+    if kind == "api-key-header":
+        s = rstr(rng, "0123456789abcdef", 32)
+        return s, {"headers": {"Ocp-Apim-Subscription-Key": s, "Content-Type": "application/json"}}
+    if kind == "client-secret-body":
+        s = rstr(rng, ALNUM + "-._~", 24)
+        return s, {"body": f"grant_type=client_credentials&client_id={guid(rng)}&client_secret={s}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"}
+    if kind == "private-key":
+        s = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(rstr(rng, B64, 64) for _ in range(8)) + "\n-----END PRIVATE KEY-----"
+        return s, {"body": {"certificate": {"pem": s}}}
+    if kind == "bearer-token":
+        hdr = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').decode().rstrip("=")
+        pl = base64.urlsafe_b64encode(json.dumps({"aud": "api://x", "oid": guid(rng)}).encode()).decode().rstrip("=")
+        s = f"{hdr}.{pl}.{rstr(rng, ALNUM + '-_', 86)}"
+        return s, {"headers": {"Authorization": f"Bearer {s}"}}
+    if kind == "basic-auth-header":
+        s = rstr(rng, ALNUM, 12) + "!"
+        return s, {"headers": {"Authorization": "Basic " + base64.b64encode(f"svc-flow:{s}".encode()).decode()}}
+    if kind == "secret-keyword":
+        s = rng.choice(["Winter", "Summer", "Spring"]) + str(rng.randint(2000, 2030)) + "!"
+        return s, {"body": {"user": "svc", "password": s}}
+    if kind == "github-token":
+        s = "ghp_" + rstr(rng, ALNUM, 36)
+        return s, {"body": {"message": f"token {s} rotated"}}
+    if kind == "high-entropy":
+        s = base64.b64encode(rng.randbytes(30)).decode()
+        return s, {"body": {"config": {"value": s}}}
+    if kind == "known-value":
+        s = rng.choice(known_values)
+        return s, {"body": {"log": f"step3 ok conn={s};retry=0"}}
+    raise KeyError(kind)
+
+
+KINDS = ["logic-apps-trigger-url", "azure-ad-client-secret", "azure-storage-account-key", "azure-sas-token",
+         "azure-servicebus-key", "azure-functions-key", "sql-connection-string-password", "api-key-header",
+         "client-secret-body", "private-key", "bearer-token", "basic-auth-header", "secret-keyword",
+         "github-token", "high-entropy", "known-value"]
+
+
+def decoy_body(rng):
+    t = rng.random()
+    if t < 0.3:  # SharePoint get items
+        return {"statusCode": 200, "headers": {"x-ms-request-id": guid(rng), "x-ms-correlation-request-id": guid(rng),
+                                               "ETag": f'"{rng.randint(1, 99)}"', "Date": "Tue, 06 Jan 2026 10:00:00 GMT",
+                                               "Content-Type": "application/json; odata.metadata=minimal"},
+                "body": {"value": [{"@odata.etag": f'"{rng.randint(1, 9)}"', "ItemInternalId": str(rng.randint(1, 9999)),
+                                    "ID": rng.randint(1, 9999), "Title": sentence(rng, 5), "Modified": ts(rng), "Created": ts(rng),
+                                    "Author": {"Claims": f"i:0#.f|membership|user{rng.randint(1, 99)}@contoso.com",
+                                               "DisplayName": "Adele Vance", "Email": "adele@contoso.com"},
+                                    "{Identifier}": f"Lists%252fInvoices%252f{rng.randint(1, 999)}_.000",
+                                    "{Link}": f"https://contoso.sharepoint.com/sites/Finance/Lists/Invoices/DispForm.aspx?ID={rng.randint(1, 999)}",
+                                    "GUID": guid(rng), "Description": sentence(rng, 20)} for _ in range(rng.randint(3, 12))]}}
+    if t < 0.45:  # connector inputs
+        return {"host": {"apiId": f"subscriptions/{guid(rng)}/providers/Microsoft.Web/locations/westeurope/runtimes/europe-001/apis/sharepointonline",
+                         "connectionReferenceName": "shared_sharepointonline", "operationId": "GetItems"},
+                "parameters": {"dataset": "https://contoso.sharepoint.com/sites/Finance", "table": guid(rng), "$top": 100}}
+    if t < 0.6:  # Graph message with thumbnail and hex ids
+        return {"statusCode": 200, "headers": {"request-id": guid(rng), "client-request-id": guid(rng),
+                                               "x-ms-ags-diagnostic": json.dumps({"ServerInfo": {"DataCenter": "West Europe", "Slice": "E", "Ring": "5"}})},
+                "body": {"id": rstr(rng, ALNUM, 120) + "=", "subject": sentence(rng, 6), "bodyPreview": sentence(rng, 30),
+                         "conversationId": rstr(rng, ALNUM, 60) + "=", "internetMessageId": f"<{rstr(rng, ALNUM, 40)}@contoso.com>",
+                         "thumbnail": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + rng.randbytes(600)).decode(),
+                         "sha256": "%064x" % rng.getrandbits(256), "receivedDateTime": ts(rng)}}
+    if t < 0.7:  # $content text body (CSV)
+        csv = "\n".join(",".join([str(rng.randint(1, 9999)), rng.choice(WORDS), ts(rng), guid(rng)]) for _ in range(rng.randint(20, 80)))
+        return {"body": {"$content-type": "text/csv", "$content": base64.b64encode(csv.encode()).decode()}}
+    if t < 0.78:  # $content binary
+        return {"body": {"$content-type": "application/pdf", "$content": base64.b64encode(b"%PDF-1.7\n" + rng.randbytes(rng.randint(2000, 20000))).decode()}}
+    if t < 0.88:  # child flow / HTTP response headers with x-ms-workflow-*
+        return {"statusCode": 202, "headers": {"x-ms-workflow-run-id": run_name(rng), "x-ms-workflow-id": "%032x" % rng.getrandbits(128),
+                                               "x-ms-workflow-name": guid(rng), "x-ms-client-tracking-id": run_name(rng),
+                                               "x-ms-trigger-history-name": run_name(rng), "x-ms-workflow-version": run_name(rng)[:29],
+                                               "x-ms-execution-location": "westeurope"},
+                "body": {"inputsLink": content_link(rng, "ActionInputs"), "outputsLink": content_link(rng, "ActionOutputs")}}
+    # compose: stringified JSON and prose
+    return {"inputs": json.dumps({"orderId": rng.randint(1, 99999), "customer": {"name": "Northwind", "id": guid(rng)},
+                                  "notes": sentence(rng, 40), "lines": [{"sku": rstr(rng, string.ascii_uppercase + string.digits, 10),
+                                                                          "qty": rng.randint(1, 9)} for _ in range(10)]})}
+
+
+def build_corpus(mb: float, seed: int, known_values: list[str]):
+    rng = random.Random(seed)
+    bodies, plants = [], []
+    size = 0
+    i = 0
+    while size < mb * 1_000_000:
+        body = decoy_body(rng)
+        if rng.random() < 0.08:
+            kind = KINDS[i % len(KINDS)]
+            secret, extra = plant(rng, kind, known_values)
+            body = {"planted": extra, "context": body}
+            plants.append((len(bodies), kind, secret))
+            i += 1
+        text = json.dumps(body)
+        size += len(text)
+        bodies.append(text if rng.random() < 0.5 else body)  # half as text, half parsed
+    return bodies, plants, size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--known", type=int, default=200, help="known values loaded for the second pass")
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    rng = random.Random(a.seed + 1)
+    known_values = [rstr(rng, ALNUM + "!$%", rng.randint(12, 40)) for _ in range(a.known)]
+    t0 = time.perf_counter()
+    bodies, plants, size = build_corpus(a.mb, a.seed, known_values)
+    print(f"corpus: {len(bodies)} payloads, {size / 1e6:.1f} MB, {len(plants)} planted secrets "
+          f"({time.perf_counter() - t0:.1f}s to build)")
+
+    for label, known in (("patterns+entropy", None), (f"+ {a.known} known values", "load")):
+        kv = None
+        if known:
+            kv = KnownValues(key=b"bench-key-0123456789abcdef012345")
+            t = time.perf_counter()
+            for n, v in enumerate(known_values):
+                kv.add_value(v, source=f"kv-bench/{n}")
+            print(f"loaded {kv.values} known values in {time.perf_counter() - t:.2f}s")
+        eng = Engine(known=kv)
+        results = []
+        with eng.session():
+            if a.profile:
+                import cProfile
+                import pstats
+                pr = cProfile.Profile()
+                pr.enable()
+            t = time.perf_counter()
+            for b in bodies:
+                results.append(eng.scan(b))
+            dt = time.perf_counter() - t
+            if a.profile:
+                pr.disable()
+                pstats.Stats(pr).sort_stats("cumulative").print_stats(25)
+        leaves = eng.stats["leaves"]
+        print(f"[{label}] {size / 1e6 / dt:.2f} MB/s, {leaves / dt:,.0f} leaves/s, {len(bodies) / dt:,.0f} payloads/s "
+              f"({dt:.1f}s for {leaves:,} leaves)")
+        # recall per kind
+        found = Counter()
+        total = Counter()
+        matched_hits = set()
+        for idx, kind, secret in plants:
+            if kind == "known-value" and not known:
+                continue
+            total[kind] += 1
+            for hi, h in enumerate(results[idx].hits):
+                if h.secret == secret or (len(h.secret) >= 8 and (h.secret in secret or secret in h.secret)):
+                    found[kind] += 1
+                    matched_hits.add((idx, hi))
+                    break
+        for idx, kind, secret in plants:  # every hit on a planted secret counts as matched
+            for hi, h in enumerate(results[idx].hits):
+                if h.secret and (h.secret == secret or h.secret in secret or secret in h.secret):
+                    matched_hits.add((idx, hi))
+        all_hits = [(i, hi, h) for i, r in enumerate(results) for hi, h in enumerate(r.hits)]
+        unmatched = [h for i, hi, h in all_hits if (i, hi) not in matched_hits]
+        drops = Counter(d.filter for r in results for d in r.dropped)
+        skips = Counter(s.reason for r in results for s in r.skipped)
+        rec = sum(found.values()) / max(1, sum(total.values()))
+        print(f"  recall {rec:.3f} ({sum(found.values())}/{sum(total.values())}); "
+              f"findings matching no plant: {len(unmatched)} {dict(Counter(h.rule_id for h in unmatched))}")
+        print("  per kind: " + ", ".join(f"{k} {found[k]}/{total[k]}" for k in KINDS if total[k]))
+        print(f"  drops by filter: {dict(drops.most_common())}")
+        print(f"  skips: {dict(skips)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The detection engine: walk a payload, prefilter, run rules, entropy and known values, dedupe.
+
+    known = KnownValues(key=fingerprint_key)
+    engine = Engine(known=known, limits=Limits())
+    with engine.session():                      # one detect-secrets settings context per scan
+        result = engine.scan(body, side="action_outputs")
+
+Per payload:
+
+1. the walker (`payload.py`) yields string Leaves with JSON paths, decoding nested layers;
+2. per leaf, one combined keyword regex over the lowercased text (plus a key-name regex) selects the
+   pattern rules that can match — flowleaks' rules (`powerplatform.py`) and detect-secrets plugins
+   (`patterns.py`, via `analyze_line`, with a synthesized `key: "value"` line for KeywordDetector);
+3. the entropy stage (`entropy.py`) on tokens no pattern claimed; filtered candidates become Drops;
+4. known values (`known_values.py`): one substring pass over all leaves of the payload, plus a
+   whole-leaf SHA-256 check for hash-only inputs;
+5. dedupe: one hit per (origin string, secret), preferring known_value > pattern > entropy, then
+   confidence; the kept hit takes the most specific json_path among the duplicates.
+
+Leaves longer than `Limits.max_leaf_chars` are scanned in windows overlapping by `window_overlap`.
+A per-payload work budget (characters and wall time) stops the scan with Skip 'budget exceeded' at the
+json_path where it stopped. `scan` never raises: an internal error becomes Skip 'detector error' whose
+detail is the exception type only.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Any, Iterator
+
+from . import entropy as entropy_mod
+from . import known_values as kv_mod
+from .base import Drop, Hit, Leaf, ScanResult, Skip
+from .known_values import KnownValues
+from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_token, synth_line
+from .payload import Limits, Walker, body_from_input
+from .powerplatform import RULES as PP_RULES
+from .powerplatform import bearer_confidence
+from .rules import CONFIDENCE_RANK, Rule
+
+__all__ = ["Engine", "Limits", "RULES", "rules_by_id"]
+
+# -- the rule registry ---------------------------------------------------------------------------
+RULES: list[Rule] = [r.rule for r in PP_RULES] + ds_rules() + [entropy_mod.RULE, kv_mod.RULE]
+
+
+def rules_by_id() -> dict[str, Rule]:
+    return {r.id: r for r in RULES}
+
+
+_DETECTOR_RANK = {"known_value": 3, "pattern": 2, "entropy": 1}
+# Keys that make KeywordDetector look (mirror of its DENYLIST, lowercase, as a search regex)
+_DS_KEYWORD_KEY = re.compile(r"(?i)(api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key|"
+                             r"private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|"
+                             r"secret|contraseña|contrasena)")
+_VALUE_KEYWORDS_FOR_KEYWORD_DETECTOR = ("password", "passwd", "pwd", "secret", "api_key", "apikey")
+
+
+# decoded layers that repeat all of the encoded text: skip the encoded leaf (URL query strings and
+# bearer headers are still scanned whole: the trigger-URL / SAS rules need the URL)
+_DECODED_ELSEWHERE = frozenset({"json", "xml", "base64", "basic", "form"})
+
+
+def _keyword_windows(low: str, text: str) -> Iterator[str]:
+    spans: list[list[int]] = []
+    for k in _VALUE_KEYWORDS_FOR_KEYWORD_DETECTOR:
+        i = low.find(k)
+        while i >= 0 and len(spans) < 64:
+            spans.append([max(0, i - 64), min(len(text), i + len(k) + 256)])
+            i = low.find(k, i + 1)
+    spans.sort()
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in merged:
+        yield text[a:b]
+
+
+class _Prefilter:
+    """keyword → value rules, in one alternation regex over lowercased text."""
+
+    def __init__(self) -> None:
+        kw_to: dict[str, list] = {}
+        self.always_pp = []
+        self.key_pp = []
+        for r in PP_RULES:
+            if r.rule.keywords:
+                for k in r.rule.keywords:
+                    kw_to.setdefault(k, []).append(("pp", r))
+            elif r.key_re is not None:
+                self.key_pp.append(r)
+            else:
+                self.always_pp.append(r)
+        self.always_ds: list = []
+        self.case_sensitive: list = []  # (literal, item) checked with `in` on the original text
+        for p in DS_PLUGINS:
+            if p.name == "KeywordDetector":
+                continue
+            if p.keywords:
+                for k in p.keywords:
+                    if k != k.lower():
+                        self.case_sensitive.append((k, ("ds", p)))
+                    else:
+                        kw_to.setdefault(k, []).append(("ds", p))
+            else:
+                self.always_ds.append(p)
+        for k in _VALUE_KEYWORDS_FOR_KEYWORD_DETECTOR:
+            kw_to.setdefault(k, []).append(("ds", BY_NAME["KeywordDetector"]))
+        self.kw_to = kw_to
+        # `in` per keyword beats one alternation regex in CPython (each test is a C substring
+        # search, and overlapping keywords like 'sk_live_' / 'k_live_' are all found)
+        self.keywords = tuple(sorted(kw_to))
+
+    def select(self, low: str, text: str) -> list:
+        seen: dict[int, Any] = {}
+        for k in self.keywords:
+            if k in low:
+                for item in self.kw_to[k]:
+                    seen[id(item[1])] = item
+        for lit, item in self.case_sensitive:
+            if lit in text:
+                seen[id(item[1])] = item
+        return list(seen.values())
+
+
+class _Budget:
+    __slots__ = ("chars", "max_chars", "deadline")
+
+    def __init__(self, limits: Limits) -> None:
+        self.chars = 0
+        self.max_chars = limits.max_work_chars
+        self.deadline = time.monotonic() + limits.time_budget_s
+
+    def spend(self, n: int) -> bool:
+        self.chars += n
+        return self.chars <= self.max_chars and time.monotonic() <= self.deadline
+
+
+class Engine:
+    def __init__(self, known: KnownValues | None = None, limits: Limits | None = None) -> None:
+        self.known = known
+        self.limits = limits or Limits()
+        self._ds = DSAdapter()
+        self._in_session = False
+        self._pre = _Prefilter()
+        self.stats = {"payloads": 0, "leaves": 0, "chars": 0}
+
+    # -- settings context --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator["Engine"]:
+        """One detect-secrets settings context for the whole scan (re-entrant)."""
+        if self._in_session:
+            yield self
+            return
+        with self._ds.session():
+            self._in_session = True
+            try:
+                yield self
+            finally:
+                self._in_session = False
+
+    # -- public API --------------------------------------------------------------------------------
+    def scan(self, body: Any, side: str = "action_outputs") -> ScanResult:
+        """Scan one body (parsed JSON, str or bytes). Never raises."""
+        try:
+            if not self._in_session:
+                with self.session():
+                    return self._scan(body, side)
+            return self._scan(body, side)
+        except Exception as exc:  # never let detector bugs (or their messages) escape
+            return ScanResult(skipped=[Skip("$", "detector error", type(exc).__name__)])
+
+    def scan_definition(self, definition: Any) -> ScanResult:
+        """Scan a flow definition (side 'definition') for the posture code."""
+        return self.scan(definition, side="definition")
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _scan(self, body: Any, side: str) -> ScanResult:
+        lim = self.limits
+        result = ScanResult()
+        budget = _Budget(lim)
+        body = body_from_input(body, result.skipped)
+        walker = Walker(side, lim, deadline=budget.deadline)
+        hits: list[tuple[Hit, str]] = []  # (hit, origin)
+        drops = result.dropped
+        drop_overflow = 0
+        leaves: list[Leaf] = []
+        stopped = False
+        for leaf in walker.walk(body):
+            v = leaf.value
+            n = len(v)
+            if not budget.spend(n):
+                result.skipped.append(Skip(leaf.json_path, "budget exceeded",
+                                           f"stopped after {budget.chars} chars"))
+                stopped = True
+                break
+            leaves.append(leaf)
+            if n < 6 and not leaf.key:
+                continue
+            if n > lim.max_leaf_chars:
+                step = lim.max_leaf_chars - lim.window_overlap
+                texts = [v[i:i + lim.max_leaf_chars] for i in range(0, n - lim.window_overlap, step)]
+            else:
+                texts = [v]
+            for text in texts:
+                for h, f in self._leaf(leaf, text):
+                    if h is not None:
+                        hits.append((h, leaf.origin))
+                    elif f is not None:
+                        if len(drops) < lim.max_drops:
+                            drops.append(f)
+                        else:
+                            drop_overflow += 1
+        result.skipped.extend(walker.skipped)
+        if walker.skip_overflow:
+            result.skipped.append(Skip("$", "skips not recorded", f"{walker.skip_overflow} more skips"))
+        if drop_overflow:
+            result.skipped.append(Skip("$", "drops not recorded", f"{drop_overflow} more filtered candidates"))
+        # known values: one pass over every leaf of the payload
+        if self.known and leaves and not stopped:
+            hits.extend(self._known(leaves, side))
+        result.hits = _dedupe(hits)
+        self.stats["payloads"] += 1
+        self.stats["leaves"] += len(leaves)
+        self.stats["chars"] += budget.chars
+        return result
+
+    def _leaf(self, leaf: Leaf, text: str) -> Iterator[tuple[Hit | None, Drop | None]]:
+        key = leaf.key
+        path = leaf.json_path
+        side = leaf.side
+        dec = leaf.decoding
+        claimed: set[str] = set()
+        low = text.lower() if len(text) >= 6 else ""
+        # 1. key-driven rules (flowleaks)
+        if key:
+            for r in self._pre.key_pp:
+                if r.decodings is not None and dec not in r.decodings:
+                    continue
+                if r.key_matches(key):
+                    for s, conf in r.find(leaf, text):
+                        if r.id == "bearer-token":
+                            conf = bearer_confidence(s)
+                        claimed.add(s)
+                        yield Hit(r.id, "pattern", s, path, side, conf, None, dec), None
+            # KeywordDetector with the synthesized `key: "value"` line
+            if _DS_KEYWORD_KEY.search(key) and text.strip():
+                yield from self._ds_run(BY_NAME["KeywordDetector"], synth_line(key, text), text, leaf, claimed)
+        if not low or leaf.decoded in _DECODED_ELSEWHERE:
+            return  # the decoded leaves repeat this text; they are scanned instead
+        # 2. value-keyword rules
+        for kind, r in self._pre.select(low, text):
+            if kind == "pp":
+                for s, conf in r.find(leaf, text):
+                    claimed.add(s)
+                    yield Hit(r.id, "pattern", s, path, side, conf, None, dec), None
+            elif r.name == "KeywordDetector":
+                # detect-secrets' keyword regexes are slow on long lines (ds #868): look only
+                # around each keyword occurrence
+                if len(text) <= 512:
+                    yield from self._ds_run(r, text, text, leaf, claimed)
+                else:
+                    for w in _keyword_windows(low, text):
+                        yield from self._ds_run(r, w, w, leaf, claimed)
+            else:
+                yield from self._ds_run(r, text, text, leaf, claimed)
+        for p in self._pre.always_ds:
+            if len(text) >= p.min_len:
+                yield from self._ds_run(p, text, text, leaf, claimed)
+        # 3. entropy on what no pattern claimed
+        if len(text) >= 20 and leaf.decoded != "bearer":
+            for tok, filt, conf in entropy_mod.find(leaf, text):
+                if tok in claimed or any(tok in c or c in tok for c in claimed if len(c) >= 16):
+                    continue
+                if filt is None:
+                    yield Hit(entropy_mod.RULE_ID, "entropy", tok, path, side, conf, None, dec), None
+                else:
+                    yield None, Drop(entropy_mod.RULE_ID, filt, path)
+
+    def _ds_run(self, p, line: str, text: str, leaf: Leaf, claimed: set[str]):
+        if not self._ds.plugins:
+            return
+        plugin = self._ds.plugins.get(p.name)
+        for s in self._ds.run(p.name, line):
+            if p.expand:
+                s = expand_token(text, s, p.expand)
+            if len(s) < p.min_len:
+                continue
+            if p.bounded and not bounded(text, s):
+                yield None, Drop(p.rule_id, "unbounded-match", leaf.json_path)
+                continue
+            f = ds_filter(s, line, plugin)
+            if f:
+                yield None, Drop(p.rule_id, f, leaf.json_path)
+                continue
+            claimed.add(s)
+            yield Hit(p.rule_id, "pattern", s, leaf.json_path, leaf.side, p.confidence, None, leaf.decoding), None
+
+    def _known(self, leaves: list[Leaf], side: str) -> list[tuple[Hit, str]]:
+        out: list[tuple[Hit, str]] = []
+        known = self.known
+        assert known is not None
+        if known.has_substring_values:
+            for ti, secret, source in known.match_texts([lf.value for lf in leaves]):
+                lf = leaves[ti]
+                out.append((Hit(kv_mod.RULE_ID, "known_value", secret, lf.json_path, side, "high", source,
+                                lf.decoding), lf.origin))
+        if known._whole:
+            for lf in leaves:
+                for source in known.match_whole(lf.value):
+                    out.append((Hit(kv_mod.RULE_ID, "known_value", lf.value.strip(), lf.json_path, side, "high",
+                                    source, lf.decoding), lf.origin))
+        return out
+
+
+def _rank(h: Hit) -> tuple[int, int, int]:
+    return (_DETECTOR_RANK.get(h.detector, 0), CONFIDENCE_RANK.get(h.confidence, 0),
+            0 if h.rule_id in ("secret-keyword", "jwt") else 1)
+
+
+def _dedupe(pairs: list[tuple[Hit, str]]) -> list[Hit]:
+    """One hit per (origin, secret) — and per (origin, known source) for known values, whose
+    matched text differs between encodings — preferring known_value > pattern > entropy."""
+    groups: dict[tuple, list[Hit]] = {}
+    order: list[tuple] = []
+    for h, origin in pairs:
+        k = (origin, "kv", h.known_secret) if h.detector == "known_value" else (origin, h.secret)
+        if k not in groups:
+            groups[k] = []
+            order.append(k)
+        groups[k].append(h)
+    merged: list[Hit] = []
+    for k in order:
+        g = groups[k]
+        best = max(g, key=_rank)
+        deepest = max(g, key=lambda h: len(h.json_path))
+        best.json_path, best.decoding = deepest.json_path, deepest.decoding
+        merged.append(best)
+    # second pass: a known value also found by a pattern/entropy rule in the same origin → one hit
+    known_secrets = {(h_origin, h.secret) for h, h_origin in pairs if h.detector == "known_value"}
+    if known_secrets:
+        origin_of = {id(h): o for h, o in pairs}
+        merged = [h for h in merged
+                  if h.detector == "known_value" or (origin_of.get(id(h)), h.secret) not in known_secrets]
+    return merged

@@ -1,0 +1,312 @@
+"""Known-value matching: find the tenant's own secrets (Key Vault, stdin, hash files) in payloads.
+
+What is kept (security invariant 4): after `add_value` returns, nothing of the plaintext remains in
+this object. Each value is expanded to its encoded forms —
+
+* raw; each line of a multi-line value; the value with surrounding quotes/whitespace trimmed
+* JSON-escaped (ASCII and non-ASCII forms), URL-encoded (`%XX` upper and lower case, `+` for space),
+  XML-escaped (with and without quote entities)
+* base64 and base64url at the three byte alignments: the part of base64(prefix + value) that depends
+  only on the value, for a prefix of 0, 1 or 2 bytes mod 3 (the GitHub Actions runner's
+  Base64StringEscapeShift idea). This also covers Basic `base64(user:value)` for any user.
+
+— and every variant of at least `MIN_LENGTH` UTF-8 bytes is held only as
+
+1. a 128-bit truncated HMAC-SHA256(key, variant bytes) with the variant's byte length (`_full`), and
+2. a 32-bit keyed *linear* hash of the variant's first `W` (= 8) bytes (`_groups[W].table`), the
+   pre-screen: Σ b[j]·c[j] over the window, with secret coefficients c derived from the key. 32 bits of
+   an 8-byte prefix leave ~2^16+ preimages per entry even to someone holding the key.
+
+Matching slides a window over every position of the text: the linear hash of every window is computed
+at once as one big-integer product (text bytes in 32-bit slots × the coefficient polynomial), so the
+per-byte work runs in C; windows whose hash is in the table are confirmed by HMAC over each candidate
+length. A value is therefore found inside a longer string without delimiters (`abc<secret>def`).
+
+Hash-only input (`add_hashes_from_lines`: lowercase hex SHA-256 of the value, one per line) can only match
+whole strings: the engine asks `match_whole()` for each leaf (after the walker's decoding, so a
+Basic password, a `?sig` parameter or a JSON field inside a string count as whole leaves).
+
+Values shorter than `MIN_LENGTH` characters are ignored and counted in `ignored_short`.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from array import array
+from bisect import bisect_right
+from typing import Iterable
+from urllib.parse import quote, quote_plus
+from xml.sax.saxutils import escape as xml_escape
+
+from .rules import Rule, ex
+
+MIN_LENGTH = 6
+W = 8                 # prefilter window (bytes)
+_CHUNK = 1 << 20      # bytes per prefilter product
+_DIGEST = 16          # bytes of HMAC kept per variant
+RULE_ID = "known-value"
+
+RULE = Rule(
+    RULE_ID,
+    "A value from the known-secrets list (Key Vault, stdin, or a SHA-256 hash file) found in the payload, "
+    "in any of its encodings (raw, URL, JSON, XML, base64 at any alignment, Basic). `known_secret` names "
+    "the source (vault/name, stdin:<line>, hashes.txt:<line>), never the value.",
+    "known_value", "high", (),
+)
+
+_PCT = re.compile(r"%[0-9A-F]{2}")
+_SLOT = array("I").itemsize
+
+
+def _b64_shifts(data: bytes) -> Iterable[str]:
+    n = len(data)
+    for k in (0, 1, 2):
+        enc = base64.b64encode(b"\x00" * k + data).decode("ascii")
+        start = -(-8 * k // 6)           # chars touched by the prefix bytes
+        end = (8 * (k + n)) // 6          # chars made only of value bits
+        part = enc[start:end]
+        yield part
+        yield part.replace("+", "-").replace("/", "_")
+
+
+def variants(value: str) -> set[str]:
+    """Encoded forms of one value (computed transiently; never stored)."""
+    out: set[str] = set()
+    bases = {value, value.strip(), value.strip().strip("'\"")}
+    if "\n" in value or "\r" in value:
+        bases.update(line.strip() for line in re.split(r"\r?\n|\r", value))
+    for v in bases:
+        if len(v) < MIN_LENGTH:
+            continue
+        out.add(v)
+        out.add(json.dumps(v)[1:-1])
+        out.add(json.dumps(v, ensure_ascii=False)[1:-1])
+        q = quote(v, safe="")
+        out.add(q)
+        out.add(_PCT.sub(lambda m: m.group().lower(), q))
+        out.add(quote_plus(v, safe=""))
+        out.add(quote(v, safe="/:"))
+        out.add(xml_escape(v))
+        out.add(xml_escape(v, {'"': "&quot;", "'": "&apos;"}))
+        out.update(_b64_shifts(v.encode("utf-8", "surrogatepass")))
+    return {o for o in out if len(o.encode("utf-8", "surrogatepass")) >= MIN_LENGTH}
+
+
+class _Group:
+    """Variants sharing one prefilter window width."""
+
+    __slots__ = ("w", "coef", "multiplier", "table")
+
+    def __init__(self, w: int, coef: list[int]) -> None:
+        self.w = w
+        self.coef = coef[:w]
+        m = 0
+        for j, c in enumerate(self.coef):
+            m |= c << (32 * (w - 1 - j))
+        self.multiplier = m
+        self.table: dict[int, set[int]] = {}  # prefix hash → variant byte lengths
+
+    def prefix_hash(self, b: bytes) -> int:
+        return sum(b[j] * self.coef[j] for j in range(self.w))
+
+
+class KnownValues:
+    """Keyed hashes of known secret values and their encodings. Holds no plaintext."""
+
+    MIN_LENGTH = MIN_LENGTH
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, (bytes, bytearray)) or not key:
+            raise ValueError("KnownValues needs a non-empty bytes key")
+        self._key = bytes(key)
+        seed = hmac.new(self._key, b"flowleaks known-value prefilter v1", hashlib.sha256).digest()
+        # 21-bit odd coefficients: 8 windows × 255 × 2^21 < 2^32, so slots never carry
+        self._coef = [(int.from_bytes(seed[4 * j: 4 * j + 4], "little") & 0x1FFFFF) | 1 for j in range(W)]
+        self._groups: dict[int, _Group] = {}
+        self._full: dict[bytes, list[int]] = {}       # HMAC(variant)[:16] → source ids
+        self._whole: dict[bytes, list[int]] = {}      # HMAC(sha256(value)) → source ids (hash-only input)
+        self._sources: list[str] = []
+        self._max_len = 0
+        self.ignored_short = 0
+        self.values = 0
+        self.hashes = 0
+        self.invalid_hash_lines = 0
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _mac(self, b: bytes) -> bytes:
+        return hmac.new(self._key, b, hashlib.sha256).digest()[:_DIGEST]
+
+    def _source_id(self, source: str) -> int:
+        self._sources.append(str(source))
+        return len(self._sources) - 1
+
+    def add_value(self, value: str | bytes, source: str) -> bool:
+        """Add one known secret. Returns False (and counts it) when it is too short to match safely."""
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if len(value.strip()) < MIN_LENGTH:
+            self.ignored_short += 1
+            return False
+        sid = self._source_id(source)
+        for v in variants(value):
+            b = v.encode("utf-8", "surrogatepass")
+            L = len(b)
+            w = min(W, L)
+            g = self._groups.get(w)
+            if g is None:
+                g = self._groups[w] = _Group(w, self._coef)
+            g.table.setdefault(g.prefix_hash(b), set()).add(L)
+            ids = self._full.setdefault(self._mac(b), [])
+            if sid not in ids:
+                ids.append(sid)
+            if L > self._max_len:
+                self._max_len = L
+        # whole-leaf match by SHA-256 too, so plaintext and hash inputs of one value behave alike
+        self._whole.setdefault(self._mac(hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()), []).append(sid)
+        self.values += 1
+        return True
+
+    def add_values_from_lines(self, lines: Iterable[str | bytes], source_prefix: str = "stdin") -> int:
+        """One value per line (trailing newline removed); source `<prefix>:<line number>`."""
+        added = 0
+        for n, line in enumerate(lines, 1):
+            if isinstance(line, (bytes, bytearray)):
+                line = bytes(line).decode("utf-8", "replace")
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            added += self.add_value(line, f"{source_prefix}:{n}")
+        return added
+
+    def add_hashes_from_lines(self, lines: Iterable[str | bytes], source_prefix: str = "hashes.txt") -> int:
+        """Lowercase hex SHA-256 of each value, one per line (`#` comments and blanks skipped)."""
+        added = 0
+        for n, line in enumerate(lines, 1):
+            if isinstance(line, (bytes, bytearray)):
+                line = bytes(line).decode("utf-8", "replace")
+            h = line.strip().lower()
+            if not h or h.startswith("#"):
+                continue
+            if not re.fullmatch(r"[0-9a-f]{64}", h):
+                self.invalid_hash_lines += 1
+                continue
+            sid = self._source_id(f"{source_prefix}:{n}")
+            self._whole.setdefault(self._mac(bytes.fromhex(h)), []).append(sid)
+            self.hashes += 1
+            added += 1
+        return added
+
+    # -- matching --------------------------------------------------------------------------------
+    def __bool__(self) -> bool:
+        return bool(self._full or self._whole)
+
+    @property
+    def has_substring_values(self) -> bool:
+        return bool(self._full)
+
+    def source(self, sid: int) -> str:
+        return self._sources[sid]
+
+    def match_whole(self, text: str) -> list[str]:
+        """Sources whose SHA-256 equals the whole text (or the text stripped)."""
+        if not self._whole or len(text) < MIN_LENGTH:
+            return []
+        out: list[str] = []
+        for t in {text, text.strip()}:
+            ids = self._whole.get(self._mac(hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest()))
+            if ids:
+                out.extend(self._sources[i] for i in ids)
+        return out
+
+    def match_texts(self, texts: list[str]) -> list[tuple[int, str, str]]:
+        """Every known value inside any of `texts`: (text index, matched text, source). Never raises
+        on content; the matched text is the variant as it occurs (it is the secret, in memory only)."""
+        if not self._full or not texts:
+            return []
+        parts = [t.encode("utf-8", "surrogatepass") for t in texts]
+        # one buffer, one NUL between texts; starts[i] = offset of text i
+        starts: list[int] = []
+        pos = 0
+        for p in parts:
+            starts.append(pos)
+            pos += len(p) + 1
+        buf = b"\x00".join(parts)
+        found: dict[tuple[int, int, int], None] = {}
+        n = len(buf)
+        overlap = self._max_len
+        for g in self._groups.values():
+            if n < g.w:
+                continue
+            step = _CHUNK
+            lo = 0
+            while lo < n:
+                hi = min(n, lo + step + overlap)
+                self._scan_chunk(g, buf, lo, hi, found)
+                if hi >= n:
+                    break
+                lo += step
+        out: list[tuple[int, str, str]] = []
+        for (i, L, sid) in found:
+            ti = bisect_right(starts, i) - 1
+            if i + L > starts[ti] + len(parts[ti]):
+                continue  # crosses into the next text
+            out.append((ti, buf[i:i + L].decode("utf-8", "replace"), self._sources[sid]))
+        return out
+
+    def _scan_chunk(self, g: _Group, buf: bytes, lo: int, hi: int, found: dict) -> None:
+        w = g.w
+        chunk = buf[lo:hi]
+        m = len(chunk)
+        if m < w:
+            return
+        spread = bytearray(4 * m)
+        spread[0::4] = chunk
+        t = int.from_bytes(spread, "little")
+        prod = (t * g.multiplier).to_bytes(4 * (m + w), "little")
+        sums = array("I")
+        sums.frombytes(prod)
+        del prod
+        # slot k = j + w - 1 holds the hash of the window starting at j
+        windows = sums[w - 1: m]
+        hits = set(g.table).intersection(windows)
+        if not hits:
+            return
+        mac = self._mac
+        full = self._full
+        for h in hits:
+            lengths = g.table[h]
+            j = -1
+            while True:
+                try:
+                    j = windows.index(h, j + 1)
+                except ValueError:
+                    break
+                for L in lengths:
+                    if j + L > m:
+                        continue
+                    ids = full.get(mac(chunk[j:j + L]))
+                    if ids:
+                        for sid in ids:
+                            found[(lo + j, L, sid)] = None
+
+    def __repr__(self) -> str:
+        return (f"KnownValues(values={self.values}, hashes={self.hashes}, variants={len(self._full)}, "
+                f"ignored_short={self.ignored_short})")
+
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in ("_key", "_coef", "_groups", "_full", "_whole", "_sources",
+                                               "_max_len", "ignored_short", "values", "hashes",
+                                               "invalid_hash_lines")}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+# examples for the docs registry (run by tests/detectors/test_known_values.py, not by the rule test)
+RULE = Rule(RULE.id, RULE.description, RULE.kind, RULE.confidence, (),
+            positive=(ex({"note": "prefix-Kv$ecretValue-2026-suffix"}, "Kv$ecretValue-2026"),),
+            negative=(ex({"note": "nothing known here"}),))
