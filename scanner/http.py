@@ -271,8 +271,8 @@ class HttpClient:
         self.api_pacer = Pacer(self.stats)
         self.content_pacer = Pacer(self.stats)
         self.slots = asyncio.Semaphore(config.concurrency)
-        limits = httpx.Limits(max_connections=config.concurrency * 2,
-                              max_keepalive_connections=config.concurrency * 2)
+        limits = httpx.Limits(max_connections=config.concurrency,
+                              max_keepalive_connections=config.concurrency)
         timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                                 write=config.read_timeout, pool=None)
         self.client = httpx.AsyncClient(follow_redirects=False, timeout=timeout, limits=limits,
