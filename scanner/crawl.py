@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from detectors.base import Drop, Skip, fingerprint, preview
+from detectors.source_outputs import source_output_hits
 
 from . import definition as defn
 from . import posture
@@ -82,6 +83,7 @@ class FlowContext:
     newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
     running: set[str] = field(default_factory=set)  # runs still Running: read again next time
     causes: dict = field(default_factory=dict)       # (action, side) -> Cause | None, memoised
+    sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,7 @@ class Crawl:
         definition = props.get("definition")
         ctx.definition = definition if isinstance(definition, dict) else None
         ctx.action_types = defn.action_types(ctx.definition) if ctx.definition else {}
+        ctx.sources = posture.secret_sources(ctx.definition) if ctx.definition else {}
         ctx.display_name = props.get("displayName") or ctx.display_name
         d = ctx.definition
         self.store.upsert_flows([{
@@ -488,7 +491,10 @@ class Crawl:
             detail = "secureData" if isinstance(link, dict) and link.get("secureData") else "no uri"
             self.skip(env, flow, run_id, unit.action, unit.side, "secured", detail, unit.repetition)
             return True
+        source = ctx.sources.get(unit.action) if unit.side == "action_outputs" else None
         key = valid_md5_key(link) if self.opt.reuse_content else None
+        if key and source:  # the same body means more when it is a secret source's output
+            key = f"{key}|{source}"
         if key:
             cached = self.reuse.get(key)
             if cached is None:
@@ -511,7 +517,7 @@ class Crawl:
             return True
         self.stats.content_fetched += 1
         result = await asyncio.get_running_loop().run_in_executor(
-            self.detect_pool, self._detect, body, unit.side)
+            self.detect_pool, self._detect, body, unit.side, source)
         if key:
             self._remember(key, result)
             self.batch.content.append((key, self.engine_version, result.to_json(), utcnow()))
@@ -524,13 +530,21 @@ class Crawl:
         if len(self.reuse) > 20000:
             self.reuse.popitem(last=False)
 
-    def _detect(self, body: bytes, side: str) -> ContentResult:
+    def _detect(self, body: bytes, side: str, source: str | None = None) -> ContentResult:
         """Runs in the detector thread. The secrets in the engine's hits end here: only their
-        fingerprint, preview and length leave this function."""
-        raw = self.engine.scan(decode_body(body), side=side)
+        fingerprint, preview and length leave this function.
+
+        `source`: the action is a secret source (Key Vault Get secret…) by its definition, so the
+        value at its documented output field is a secret even if nothing else would flag it."""
+        parsed = decode_body(body)
+        raw = self.engine.scan(parsed, side=side)
+        found = list(raw.hits)
+        if source:
+            seen = {h.secret for h in found}
+            found += [h for h in source_output_hits(source, parsed, side) if h.secret not in seen]
         hits = tuple(RedactedHit(h.json_path, h.rule_id, h.detector, fingerprint(self.key, h.secret),
                                  preview(h.secret), len(h.secret), h.known_secret, h.confidence, h.decoding)
-                     for h in raw.hits)
+                     for h in found)
         return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
 
 

@@ -1403,3 +1403,13 @@ def run_example(rule_id: str, example: dict, *, engine: Any = False) -> list[Pos
         return analyze_environment(example.get("definitions", ()), example.get("values"),
                                    example.get("settings"), engine=engine)
     return analyze_definition(example, engine=engine)
+
+
+def secret_sources(definition: dict) -> dict[str, str]:
+    """{action name: source kind} for every action whose outputs are a secret by construction
+    (Key Vault Get secret, RetrieveEnvironmentVariableSecretValue, a Key Vault or token call over HTTP),
+    whatever its Secure Outputs setting. Kinds: see SOURCE_LABELS."""
+    d = unwrap_definition(definition)
+    if d is None:
+        return {}
+    return {name: kind for name, a in _model(d).actions.items() if (kind := _source_kind(a))}

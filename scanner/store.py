@@ -76,8 +76,8 @@ CREATE TABLE IF NOT EXISTS runs(
   environment VARCHAR NOT NULL,
   flow_id VARCHAR NOT NULL,
   run_id VARCHAR NOT NULL,
-  start_time TIMESTAMP_NS,      -- UTC; the API gives 7 fractional digits, kept to the 100 ns
-  end_time TIMESTAMP_NS,
+  start_time TIMESTAMP,         -- UTC (the API's 7th fractional digit is dropped here; see watermarks)
+  end_time TIMESTAMP,
   status VARCHAR,
   scan_id VARCHAR,
   trigger_name VARCHAR,
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS findings(
   message VARCHAR,
   cause VARCHAR,                    -- posture rule + action that explains a run finding
   remediation VARCHAR,
-  run_start TIMESTAMP_NS,
+  run_start TIMESTAMP,
   first_scan_id VARCHAR
 );
 
@@ -152,8 +152,9 @@ CREATE TABLE IF NOT EXISTS filtered(
 CREATE TABLE IF NOT EXISTS watermarks(
   environment VARCHAR NOT NULL,
   flow_id VARCHAR NOT NULL,
-  last_run_start TIMESTAMP_NS,
+  last_run_start TIMESTAMP,
   running_runs VARCHAR[],          -- runs still Running at the last scan: fetched again next time
+  last_run_start_raw VARCHAR,      -- as the API wrote it (7 fractional digits): the exact `gt` filter
   scan_id VARCHAR,
   updated_at TIMESTAMP,
   PRIMARY KEY(environment, flow_id)
@@ -385,12 +386,17 @@ class Store:
             if batch.content:
                 self._insert("INSERT OR REPLACE INTO content_results", 4, batch.content, key=lambda r: r[:2])
             if batch.watermarks:
-                # (environment, flow_id, last_run_start, running_runs, scan_id); last_run_start only moves forward
+                # (environment, flow_id, newest run start as the API wrote it, running runs, scan_id).
+                # The start only moves forward; same-format ISO strings compare like the times they are.
                 self._insert(
-                    "INSERT INTO watermarks", 6, [(*w, utcnow()) for w in batch.watermarks],
+                    "INSERT INTO watermarks(environment, flow_id, last_run_start, running_runs, last_run_start_raw, "
+                    "scan_id, updated_at)", 7,
+                    [(e, f, raw, running, raw, scan, utcnow()) for e, f, raw, running, scan in batch.watermarks],
                     "ON CONFLICT (environment, flow_id) DO UPDATE "
                     "SET last_run_start = greatest(coalesce(watermarks.last_run_start, excluded.last_run_start), "
                     "coalesce(excluded.last_run_start, watermarks.last_run_start)), "
+                    "last_run_start_raw = greatest(coalesce(watermarks.last_run_start_raw, excluded.last_run_start_raw), "
+                    "coalesce(excluded.last_run_start_raw, watermarks.last_run_start_raw)), "
                     "running_runs = excluded.running_runs, scan_id = excluded.scan_id, "
                     "updated_at = excluded.updated_at", key=lambda r: r[:2])
             con.execute("COMMIT")
@@ -430,13 +436,11 @@ class Store:
 
     def watermark(self, environment: str, flow_id: str) -> tuple[str | None, list[str]]:
         """(last run start as OData text with 7 fractional digits, runs still Running last time)."""
-        row = self._one(
-            "SELECT strftime(last_run_start, '%Y-%m-%dT%H:%M:%S.%n'), running_runs FROM watermarks "
-            "WHERE environment=? AND flow_id=?", [environment, flow_id])
+        row = self._one("SELECT last_run_start_raw, running_runs FROM watermarks WHERE environment=? AND flow_id=?",
+                        [environment, flow_id])
         if not row:
             return None, []
-        raw = f"{row[0][:27]}Z" if row[0] else None  # %n gives 9 digits; the API uses 7
-        return raw, list(row[1] or [])
+        return (f"{row[0]}Z" if row[0] else None), list(row[1] or [])
 
     def flow_modified(self, environment: str, flow_id: str) -> tuple[str | None, str | None]:
         row = self._one("SELECT modified_marker, definition_hash FROM flows "

@@ -262,6 +262,9 @@ class FakeFlowApi:
                            "repetitions": repetitions_page_size, "vault": vault_page_size}
         self.link_lifetime_ticks = int(link_lifetime_s * TICKS_PER_SECOND)
         self.stats = Stats()
+        # Runs that start after this instant (ticks) are not listed yet: moving it forward makes "new
+        # runs arrive" for incremental-scan tests and benchmarks. None: every run is listed.
+        self.visible_until: int | None = None
         self.log_requests = log_requests
         self.requests_log: list[tuple[str, str, str, int | None]] = []
         self.content_auth_headers_seen: list[str] = []
@@ -528,8 +531,14 @@ class FakeFlowApi:
         query = urlencode({**carried, "$skiptoken": _skiptoken(end, size)}, quote_via=quote)
         return items[offset:end], f"{self.api_url}{path}?{query}"
 
+    def show_runs_until(self, when: datetime | None) -> None:
+        """List only runs that started at or before `when` (None: all runs)."""
+        self.visible_until = None if when is None else to_ticks(when)
+
     def _runs(self, flow: Flow, path: str, q: dict[str, str]) -> Reply:
         runs = self.tenant.runs(flow)
+        if self.visible_until is not None:
+            runs = [r for r in runs if r.start <= self.visible_until]
         if q.get("$filter"):
             try:
                 keep = _parse_filter(q["$filter"])

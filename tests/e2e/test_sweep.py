@@ -1,0 +1,95 @@
+"""`flowleaks sweep` end to end: the real CLI against the loopback fake, checked against ground truth."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from tests.e2e.conftest import cli_env, flowleaks, plant_fingerprints, rows
+from tests.fakeapi import FakeFlowApi, Faults
+
+
+def sweep(api, db: Path, *extra: str):
+    return flowleaks("sweep", "--as-admin", "--quiet", *extra, env=cli_env(api, db))
+
+
+def occurrences(db: Path) -> dict[tuple, set[str]]:
+    found = defaultdict(set)
+    for *loc, fingerprint in rows(db, "SELECT environment, flow_id, run_id, action, repetition, side, fingerprint "
+                                      "FROM findings WHERE detector <> 'posture'"):
+        found[tuple(loc)].add(fingerprint)
+    return found
+
+
+def test_sweep_finds_every_visible_plant_fetches_each_link_once_and_never_sends_a_token(tenant, tmp_path):
+    db = tmp_path / "f.duckdb"
+    with FakeFlowApi(tenant) as api:
+        result = sweep(api, db)
+        stats = api.stats
+        assert api.content_auth_headers_seen == []
+    assert result.code == 1, result.stderr  # complete, with findings
+    assert "Scan complete" in result.stdout
+    scanned = {r for r in rows(db, "SELECT environment, flow_id, run_id FROM runs")}
+    found = occurrences(db)
+    missed, leaked, checked = [], [], 0
+    for p in tenant.iter_plants():
+        if (p.environment, p.flow_id, p.run_id) not in scanned:
+            continue  # outside the 30-day window
+        hit = bool(plant_fingerprints(p) & found.get((p.environment, p.flow_id, p.run_id, p.action,
+                                                      p.repetition, p.side), set()))
+        checked += 1
+        if p.secured and hit:
+            leaked.append((p.kind, p.action))
+        if not p.secured and not hit:
+            missed.append((p.kind, p.action, p.side))
+    assert checked > 100
+    assert missed == []
+    assert leaked == []
+    # every link fetched at most once, none fetched twice; secured links recorded, never fetched
+    assert stats.content_fetches and max(stats.content_fetches.values()) == 1
+    secured = rows(db, "SELECT count(*) FROM skipped WHERE reason = 'secured'")[0][0]
+    assert secured > 0
+    assert rows(db, "SELECT complete, status FROM scans") == [(True, "complete")]
+    # the window: nothing older than 30 days was read
+    assert rows(db, "SELECT count(*) FROM runs WHERE start_time < now() - INTERVAL 30 DAY")[0][0] == 0
+
+
+def test_rerun_adds_no_duplicate_rows_and_moves_last_seen(tenant, tmp_path):
+    db = tmp_path / "f.duckdb"
+    with FakeFlowApi(tenant) as api:
+        assert sweep(api, db).code == 1
+        first = rows(db, "SELECT finding_id, first_seen, last_seen FROM findings ORDER BY 1")
+        runs_before = rows(db, "SELECT count(*) FROM runs")[0][0]
+        assert sweep(api, db).code == 1
+    second = rows(db, "SELECT finding_id, first_seen, last_seen FROM findings ORDER BY 1")
+    assert [r[0] for r in first] == [r[0] for r in second]
+    assert all(a[1] == b[1] and b[2] > a[2] for a, b in zip(first, second))
+    assert rows(db, "SELECT count(*) FROM runs")[0][0] == runs_before
+    assert rows(db, "SELECT count(*) FROM (SELECT finding_id FROM findings GROUP BY 1 HAVING count(*) > 1)")[0][0] == 0
+
+
+def test_faults_give_the_same_findings_as_a_clean_run(tenant, tmp_path):
+    clean, faulty = tmp_path / "clean.duckdb", tmp_path / "faulty.duckdb"
+    with FakeFlowApi(tenant) as api:
+        assert sweep(api, clean).code == 1
+    faults = Faults(seed=3, error_rate=0.05, drop_rate=0.05, burst_429_every=40, burst_429_length=4,
+                    malformed_rate=0.03, expire_links_once=True)
+    with FakeFlowApi(tenant, faults=faults) as api:
+        result = sweep(api, faulty)
+        stats = api.stats
+        assert api.content_auth_headers_seen == []
+    assert result.code == 1, result.stdout + result.stderr
+    assert stats.server_errors and stats.drops and stats.throttled and stats.expired_links
+    ids = "SELECT finding_id FROM findings ORDER BY 1"
+    assert rows(faulty, ids) == rows(clean, ids)
+    assert rows(faulty, "SELECT complete, retries > 0, throttled > 0 FROM scans") == [(True, True, True)]
+
+
+def test_env_and_flow_narrow_the_sweep(tenant, tmp_path):
+    db = tmp_path / "f.duckdb"
+    env = tenant.environments[0]
+    flow = next(f for f in tenant.flows if f.environment == env.name)
+    with FakeFlowApi(tenant) as api:
+        result = sweep(api, db, "--env", env.name, "--flow", flow.flow_id, "--days", "10")
+    assert result.code in (0, 1), result.stderr
+    assert rows(db, "SELECT DISTINCT environment, flow_id FROM runs") in ([(env.name, flow.flow_id)], [])
+    assert rows(db, "SELECT count(*) FROM runs WHERE start_time < now() - INTERVAL 10 DAY")[0][0] == 0
