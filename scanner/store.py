@@ -290,6 +290,9 @@ class Store:
     # -- scans --------------------------------------------------------------------------------
 
     def begin_scan(self, kind: str, params: dict[str, Any]) -> str:
+        # We hold the only write lock on this file, so a scan still marked running died mid-way.
+        self.con.execute("UPDATE scans SET status = 'interrupted', complete = false "
+                         "WHERE status = 'running'")
         scan_id = utcnow().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.con.execute(
             "INSERT INTO scans(scan_id, kind, started_at, status, complete, params) VALUES (?,?,?,?,?,?)",
