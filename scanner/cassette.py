@@ -79,16 +79,16 @@ class Cassette:
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
-    """Passes requests through and keeps a scrubbed copy of each (request, final response).
+    """Passes requests through and keeps each (request, final response) in memory until `cassette()`.
 
-    `scrub_body(uri, text)` removes detected secrets; retries overwrite earlier failures of the
-    same request so the cassette holds what a successful sweep saw.
+    Bodies are scrubbed when the cassette is built, not as they arrive: by then the sweep has told
+    the scrubber every secret it found (including those only the flow definition reveals, like a Key
+    Vault Get secret's output), so they can be removed wherever they appear, in any encoding.
+    A retry overwrites the earlier failure of the same request.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, scrub_body: Callable[[str, str], str] | None,
-                 origin_map: dict[str, str] | None = None):
+    def __init__(self, inner: httpx.AsyncBaseTransport, origin_map: dict[str, str] | None = None):
         self.inner = inner
-        self.scrub_body = scrub_body
         self.origin_map = origin_map or {}  # e.g. a fake's loopback origins -> the real hosts' names
         self.by_key: dict[tuple[str, str], Interaction] = {}
 
@@ -102,42 +102,58 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         body = await response.aread()
         await response.aclose()
         uri = str(request.url)
-        text = body.decode("utf-8", "replace")
-        if self.scrub_body is not None:
-            text = self.scrub_body(uri, text)
-        text = self._map(scrub_sig(text))
-        keep = {k: v for k, v in response.headers.items()
-                if k.lower() in ("content-type", "retry-after")}
+        keep = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
         key = (request.method, normalise_uri(uri))
         prior = self.by_key.get(key)
         if prior is None or prior.status != 200:
-            self.by_key[key] = Interaction(request.method, self._map(scrub_sig(uri)), response.status_code,
-                                           keep, text)
+            self.by_key[key] = Interaction(request.method, self._map(scrub_sig(uri)), response.status_code, keep,
+                                           body.decode("utf-8", "replace"))
         return httpx.Response(response.status_code, headers=response.headers, content=body,
                               request=request, extensions=response.extensions)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    def cassette(self) -> Cassette:
-        return Cassette([i for i in self.by_key.values() if i.status == 200])
+    def cassette(self, scrub_body: Callable[[str], str] | None) -> Cassette:
+        out = []
+        for i in self.by_key.values():
+            if i.status != 200:
+                continue
+            body = scrub_body(i.body) if scrub_body else i.body
+            out.append(Interaction(i.method, i.uri, i.status, i.headers, self._map(scrub_sig(body))))
+        return Cassette(out)
 
 
-def secret_scrubber(engine: Any) -> Callable[[str, str], str]:
-    """Replace every secret the detectors find in a body with a same-shape marker."""
+def leaf_scrubber(engine: Any) -> Callable[[str], str]:
+    """Replace every JSON string leaf in which `engine` finds a secret with a marker.
+
+    Whole leaves go, not substrings: a secret inside a Basic header, a `$content` base64 body or a
+    query string is only reversible-encoded there, so the encoded leaf has to go with it. Give the
+    engine the sweep's found secrets as known values and it finds them in every encoding.
+    """
     from detectors.base import preview
 
-    def scrub(uri: str, text: str) -> str:
+    def marker(text: str) -> str | None:
+        result = engine.scan(text, side="action_outputs")
+        if not result.hits:
+            return None
+        h = max(result.hits, key=lambda x: len(x.secret))
+        return f"SCRUBBED-{h.rule_id}-{preview(h.secret)}"
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return marker(node) or node
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        return node
+
+    def scrub(text: str) -> str:
         try:
-            body: Any = json.loads(text)
+            body = json.loads(text)
         except ValueError:
-            body = text
-        result = engine.scan(body, side="action_outputs")
-        for hit in sorted(result.hits, key=lambda h: -len(h.secret)):
-            marker = f"SCRUBBED-{hit.rule_id}-{preview(hit.secret)}"
-            for form in {hit.secret, json.dumps(hit.secret)[1:-1]}:
-                if form:
-                    text = text.replace(form, marker)
-        return text
+            return marker(text) or text
+        return json.dumps(walk(body), ensure_ascii=False)
 
     return scrub

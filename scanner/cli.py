@@ -68,57 +68,40 @@ def record(**kw) -> None:
     Example:
       flowleaks record --env Default-<tenant> --flow <flow-id> --days 2 --out repro.yaml
     """
+    import os
     import tempfile
 
     import httpx
 
-    from .cassette import RecordingTransport, secret_scrubber
+    from detectors.engine import Engine
+    from detectors.known_values import KnownValues
+
+    from .cassette import RecordingTransport, leaf_scrubber
 
     settings = settings_from(kw)
     since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
-    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
-                           until=until, status=kw.pop("status"), kind="record")
     keep = kw.pop("keep_secrets")
+    # Every secret the sweep finds is remembered as keyed hashes of its encodings (never plaintext),
+    # so the cassette can be scrubbed of it wherever and however it appears.
+    found = KnownValues(key=os.urandom(32))
+    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
+                           until=until, status=kw.pop("status"), kind="record",
+                           secret_sink=None if keep else (lambda secret: found.add_value(secret, "found")))
     origin_map = dict(m.split("=", 1) for m in kw.pop("map_origin"))
-    recorder: list[RecordingTransport] = []
-
-    def transport(engine):
-        rec = RecordingTransport(httpx.AsyncHTTPTransport(), None if keep else secret_scrubber(engine), origin_map)
-        recorder.append(rec)
-        return rec
+    recorder = RecordingTransport(httpx.AsyncHTTPTransport(), origin_map)
 
     with tempfile.TemporaryDirectory() as tmp:
         settings.db = f"{tmp}/record.duckdb"
-        outcome = run_scan(settings, options, None, params={"record": True}, transport=transport)
-    cassette = recorder[0].cassette()
+        outcome = run_scan(settings, options, None, params={"record": True}, transport=lambda engine: recorder)
+    if keep:
+        cassette = recorder.cassette(None)
+    else:
+        engine = Engine(known=found)
+        with engine.session():
+            cassette = recorder.cassette(leaf_scrubber(engine))
     cassette.save(kw.pop("out"))
     click.echo(f"recorded {len(cassette.interactions)} interactions "
                f"({outcome.stats.runs_scanned} runs, complete={outcome.complete})", err=True)
-
-
-@cli.command()
-@connection_options
-@click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
-@click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
-@known_value_options
-@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
-@click.option("--summary-json", type=click.Path(dir_okay=False),
-              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
-def scan(**kw) -> None:
-    """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
-
-    Runs still Running last time are read again; content already scanned (same md5 contentHash and
-    size) is not downloaded again; a flow's watermark moves only when the flow was fully scanned.
-
-    \b
-    Example (cron, 02:30 every night):
-      30 2 * * *  flowleaks scan --as-admin --db /var/lib/flowleaks/tenant.duckdb --summary-json /var/log/flowleaks.json
-    """
-    settings = settings_from(kw)
-    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), kind="scan",
-                           incremental=True, reuse_content=True)
-    _run(settings, options, kw, params={"environments": options.environments, "flows": options.flows,
-                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
 
 
 def _run(settings, options, kw, params) -> None:

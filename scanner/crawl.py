@@ -49,6 +49,7 @@ class CrawlOptions:
     reuse_content: bool = False         # skip downloading content whose md5+size was scanned before
     batch_runs: int = 50                # runs per store transaction
     max_runs_in_flight: int = 64
+    secret_sink: Callable[[str], Any] | None = None  # `record`: told each secret found, to scrub it
 
 
 @dataclass
@@ -542,6 +543,9 @@ class Crawl:
         if source:
             seen = {h.secret for h in found}
             found += [h for h in source_output_hits(source, parsed, side) if h.secret not in seen]
+        if self.opt.secret_sink is not None:
+            for h in found:
+                self.opt.secret_sink(h.secret)
         hits = tuple(RedactedHit(h.json_path, h.rule_id, h.detector, fingerprint(self.key, h.secret),
                                  preview(h.secret), len(h.secret), h.known_secret, h.confidence, h.decoding)
                      for h in found)

@@ -20,7 +20,7 @@ OUT = ROOT / "demo-output"
 
 QUERIES = [
     ("Open findings by flow",
-     "SELECT environment, display_name, open_findings, distinct_secrets, causes "
+     "SELECT flow_name, open_run_findings, open_posture_findings, distinct_secrets, causes "
      "FROM findings_by_flow ORDER BY open_findings DESC"),
     ("Where each secret appeared",
      "SELECT preview, rules, occurrences, flows, runs, first_seen FROM exposure ORDER BY occurrences DESC LIMIT 10"),

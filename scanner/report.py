@@ -5,6 +5,7 @@ nothing here is given one.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -14,7 +15,8 @@ from rich.table import Table
 from .store import Store
 
 err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+# Piped or logged output gets room for environment names instead of rich's 80-column default.
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 class Progress:
