@@ -104,6 +104,31 @@ def record(**kw) -> None:
                f"({outcome.stats.runs_scanned} runs, complete={outcome.complete})", err=True)
 
 
+@cli.command()
+@connection_options
+@click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
+@click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
+@known_value_options
+@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False),
+              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
+def scan(**kw) -> None:
+    """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
+
+    Runs still Running last time are read again; content already scanned (same md5 contentHash and
+    size) is not downloaded again; a flow's watermark moves only when the flow was fully scanned.
+
+    \b
+    Example (cron, 02:30 every night):
+      30 2 * * *  flowleaks scan --as-admin --db /var/lib/flowleaks/tenant.duckdb --summary-json /var/log/flowleaks.json
+    """
+    settings = settings_from(kw)
+    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), kind="scan",
+                           incremental=True, reuse_content=True)
+    _run(settings, options, kw, params={"environments": options.environments, "flows": options.flows,
+                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
+
+
 def _run(settings, options, kw, params) -> None:
     from .report import Progress, print_summary
 
@@ -154,28 +179,15 @@ def main() -> None:
         click.echo("flowleaks: interrupted; rerun to resume (findings so far are stored)", err=True)
         sys.exit(EXIT_ERROR)
     except Exception as exc:  # noqa: BLE001
-        from .http import FlowleaksHttpError
+        from .errors import describe
         from .store import StoreBusy
 
         if isinstance(exc, StoreBusy):
             click.echo(f"flowleaks: {exc}", err=True)
             sys.exit(EXIT_ERROR)
-        # Our own errors are built from redacted parts; any other exception's text could quote a
-        # payload, so only its type and where it happened are printed.
-        if isinstance(exc, FlowleaksHttpError):
-            what = _one_line(str(exc))
-        else:
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
-            what = f"{type(exc).__name__}{where}"
+        what = describe(exc)
         click.echo(f"flowleaks: stopped by an unexpected error: {what}", err=True)
         sys.exit(EXIT_ERROR)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 from .auth import make_token_provider
 from .config import Settings
+from .errors import ScanFailed, describe
 from .crawl import Crawl, CrawlOptions, CrawlStats
 from .flow_api import FlowApi
 from .http import HttpClient
@@ -95,10 +96,23 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
                       "retries": http.stats.retries, "throttle_wait_s": round(http.stats.throttle_wait_s, 2),
                       "bytes_downloaded": http.stats.bytes_downloaded, "refused": http.stats.refused,
                       "by_kind": dict(http.stats.by_kind)}
-    open_findings = store.query(
-        "SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
-    return Outcome(scan_id, stats, http_stats, open_findings, time.monotonic() - started,
-                   stats.complete, notes)
+    return Outcome(scan_id, stats, http_stats, 0, time.monotonic() - started, stats.complete, notes)
+
+
+def count_open(store: Store, options: CrawlOptions, scan_id: str) -> int:
+    """Open findings behind the exit code. A sweep answers for what it saw in its window; the
+    nightly scan answers for everything still open in its scope, old findings included, until
+    they are resolved or suppressed."""
+    if options.kind != "scan":
+        return store.query("SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
+    sql, params = "SELECT count(*) FROM findings WHERE status = 'open'", []
+    if options.environments:
+        sql += " AND list_contains(?, lower(environment))"
+        params.append([e.lower() for e in options.environments])
+    if options.flows:
+        sql += " AND list_contains(?, lower(flow_id))"
+        params.append([f.lower() for f in options.flows])
+    return store.query(sql, params)[0][0]
 
 
 def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
@@ -111,14 +125,15 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         try:
             outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
                                            transport))
-        except BaseException as exc:
-            store.finish_scan(scan_id, complete=False, status="failed",
-                              error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            raise
+        except Exception as exc:
+            store.finish_scan(scan_id, complete=False, status="failed", error=describe(exc))
+            runs, flows = store.query("SELECT count(*), count(DISTINCT environment || '/' || flow_id) FROM runs "
+                                      "WHERE scan_id = ?", [scan_id])[0]
+            raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
+                             f"stopped (rerun to resume)") from exc
         apply_suppressions(store.con, scan_id)
         resolve_aged_out(store.con, utcnow())
-        outcome.open_findings = store.query(
-            "SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
+        outcome.open_findings = count_open(store, options, scan_id)
         s, h = outcome.stats, outcome.http
         store.finish_scan(
             scan_id, complete=outcome.complete,
