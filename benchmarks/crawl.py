@@ -1,6 +1,7 @@
 """Crawl benchmark (prints, never asserts): the real `flowleaks sweep` against the loopback fake.
 
-Throughput: 20 ms latency per request and a 100 requests/s API rate limit (token bucket); prints
+Throughput: 20 ms latency per request and a 100 requests/s API rate limit (token bucket holding one
+second of requests); prints
 runs/s, API requests per run, 429s received and the achieved API request rate over the allowed one.
 Memory: peak RSS of a sweep over a 50,000-run tenant (no latency, no rate limit).
 
@@ -37,7 +38,7 @@ def main() -> None:
     flows = 20
     tenant = Tenant.generate(seed=1, environments=2, flows_per_env=flows // 2, runs_per_flow=a.runs // flows,
                              now=now, history_days=29, running_fraction=0)
-    m, kinds = sweep(tenant, Faults(latency_ms=a.latency_ms, rate_limit_rps=a.rate_limit, burst=10))
+    m, kinds = sweep(tenant, Faults(latency_ms=a.latency_ms, rate_limit_rps=a.rate_limit, burst=int(a.rate_limit)))
     s = m.summary
     runs = s["runs"]["scanned"]
     api = s["api_requests"]

@@ -85,6 +85,7 @@ class FlowContext:
     running: set[str] = field(default_factory=set)  # runs still Running: read again next time
     causes: dict = field(default_factory=dict)       # (action, side) -> Cause | None, memoised
     sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
+    secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,7 @@ class Crawl:
         ctx.definition = definition if isinstance(definition, dict) else None
         ctx.action_types = defn.action_types(ctx.definition) if ctx.definition else {}
         ctx.sources = posture.secret_sources(ctx.definition) if ctx.definition else {}
+        ctx.secured = defn.secured_sides(ctx.definition) if ctx.definition else {}
         ctx.display_name = props.get("displayName") or ctx.display_name
         d = ctx.definition
         self.store.upsert_flows([{
@@ -443,10 +445,13 @@ class Crawl:
         actions = props.get("actions")
         if not isinstance(actions, dict):
             actions = {}
+        # An action with no links at all is a fallback case, unless the definition says why: a
+        # container has no content, and a fully secured action may have its links left out.
         missing = [n for n, a in actions.items()
                    if isinstance(a, dict) and "inputsLink" not in a and "outputsLink" not in a
                    and not a.get("repetitionCount")
-                   and ctx.action_types.get(n, "").lower() not in CONTAINER_TYPES]
+                   and ctx.action_types.get(n, "").lower() not in CONTAINER_TYPES
+                   and ctx.secured.get(n, frozenset()) < {"inputs", "outputs"}]
         if not actions or missing:
             # $expand gave no actions or left links out: the actions list has them (one paged call).
             listed = await self.api.actions(ctx.environment, ctx.flow_id, run_id)

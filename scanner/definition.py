@@ -53,3 +53,15 @@ def connectors(definition: dict) -> list[str]:
         elif str(action.get("type", "")).lower() in ("http", "httpwebhook"):
             found.add("http")
     return sorted(found)
+
+
+def secured_sides(definition: dict) -> dict[str, frozenset[str]]:
+    """{action or trigger: {'inputs', 'outputs'} it secures} from runtimeConfiguration.secureData."""
+    out: dict[str, frozenset[str]] = {}
+    items = list(iter_actions(definition)) + [
+        (n, t) for n, t in (definition.get("triggers") or {}).items() if isinstance(t, dict)]
+    for name, node in items:
+        secure = ((node.get("runtimeConfiguration") or {}).get("secureData") or {}).get("properties") or []
+        if isinstance(secure, list) and secure:
+            out[name] = frozenset(str(p).lower() for p in secure)
+    return out
