@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import os
 import subprocess
 import sys
@@ -27,11 +28,18 @@ def test_sweep_against_the_replayed_sample_tenant_finds_secrets(tmp_path):
     assert {"github-token", "secret-source-output", "PA001"} <= rules
 
 
-def test_make_demo_runs_end_to_end():
+def test_make_demo_runs_end_to_end_and_every_readme_query_runs_on_its_database():
     p = subprocess.run([sys.executable, "-m", "scanner.demo"], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "Open findings by flow" in p.stdout and "Error" not in p.stdout
+    readme = (ROOT / "README.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    assert len(queries) >= 8
+    db = ROOT / "demo-output" / "demo.duckdb"
+    for sql in queries:
+        r = flowleaks("query", sql, "--db", str(db), "--format", "csv", env={})
+        assert r.code == 0, (sql, r.stderr)
 
 
 def test_recorded_cassette_holds_no_secret_in_any_encoding(tmp_path):
