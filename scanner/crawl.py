@@ -24,6 +24,7 @@ from detectors.source_outputs import source_output_hits
 from . import definition as defn
 from . import posture
 from .flow_api import (FlowApi, content_links, is_secured, link_key, parse_api_time, run_filter)
+from .errors import describe
 from .http import ApiError, FlowleaksHttpError, HttpClient, LinkExpired
 from .store import Batch, Store, finding_id, utcnow
 
@@ -187,7 +188,10 @@ class Crawl:
         if ctx.definition is not None and result.hits:
             memo = (unit.action, unit.side)
             if memo not in ctx.causes:
-                ctx.causes[memo] = posture.explain(ctx.definition, unit.action, unit.side)
+                try:
+                    ctx.causes[memo] = posture.explain(ctx.definition, unit.action, unit.side)
+                except Exception:  # noqa: BLE001 - no cause is better than no finding
+                    ctx.causes[memo] = None
             c = ctx.causes[memo]
             if c is not None:
                 cause, remediation = f"{c.rule_id} on '{c.action}'", c.remediation
@@ -319,10 +323,14 @@ class Crawl:
             "connectors": defn.connectors(d) if d else None,
             "scan_id": self.scan_id}])
         if d:
-            found = await asyncio.get_running_loop().run_in_executor(
-                self.detect_pool, lambda: posture.analyze_definition(
-                    d, flow_name=ctx.display_name or flow_id, engine=self.engine, key=self.key))
-            self.add_posture(ctx, found)
+            try:
+                found = await asyncio.get_running_loop().run_in_executor(
+                    self.detect_pool, lambda: posture.analyze_definition(
+                        d, flow_name=ctx.display_name or flow_id, engine=self.engine, key=self.key))
+            except Exception as exc:  # noqa: BLE001 - one odd definition must not stop the sweep
+                self.skip(env, flow_id, None, None, "definition", "posture error", describe(exc))
+            else:
+                self.add_posture(ctx, found)
 
     def add_posture(self, ctx: FlowContext, found: list) -> None:
         """Posture findings: detector 'posture', run fields null; the ones no longer found are resolved."""
@@ -473,7 +481,12 @@ class Crawl:
                 continue
             note(name, None, action)
             if action.get("repetitionCount") or action.get("repetitionIndexes"):
-                reps = await self.api.repetitions(ctx.environment, ctx.flow_id, run_id, name)
+                try:
+                    reps = await self.api.repetitions(ctx.environment, ctx.flow_id, run_id, name)
+                except FlowleaksHttpError as exc:  # this loop's iterations are lost, not the run's other actions
+                    self.skip(ctx.environment, ctx.flow_id, run_id, name, "action_inputs", exc.reason,
+                              f"listing repetitions: {exc}")
+                    continue
                 if reps:
                     for rep in reps:
                         rprops = rep.get("properties") or {}
