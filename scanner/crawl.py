@@ -84,7 +84,7 @@ class FlowContext:
     loaded: bool = False
     newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
     running: set[str] = field(default_factory=set)  # runs still Running: read again next time
-    causes: dict = field(default_factory=dict)       # (action, side) -> Cause | None, memoised
+    causes: dict = field(default_factory=dict)       # (action, side[, fingerprint]) -> Cause | None
     sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
     secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
 
@@ -184,17 +184,6 @@ class Crawl:
     def add_result(self, ctx: FlowContext, run_id: str | None, run_start: str | None,
                    unit: ContentUnit, result: ContentResult) -> None:
         now = utcnow()
-        cause = remediation = None
-        if ctx.definition is not None and result.hits:
-            memo = (unit.action, unit.side)
-            if memo not in ctx.causes:
-                try:
-                    ctx.causes[memo] = posture.explain(ctx.definition, unit.action, unit.side)
-                except Exception:  # noqa: BLE001 - no cause is better than no finding
-                    ctx.causes[memo] = None
-            c = ctx.causes[memo]
-            if c is not None:
-                cause, remediation = f"{c.rule_id} on '{c.action}'", c.remediation
         seen: set[str] = set()
         for hit in result.hits:
             fp = hit.fingerprint
@@ -203,6 +192,8 @@ class Crawl:
             if fid in seen:
                 continue
             seen.add(fid)
+            c = self.cause(ctx, unit.action, unit.side, fp)
+            cause, remediation = (f"{c.rule_id} on '{c.action}'", c.remediation) if c else (None, None)
             self.batch.findings.append((
                 fid, self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
                 unit.side, hit.json_path, hit.rule_id, hit.detector, fp, hit.preview,
@@ -215,6 +206,22 @@ class Crawl:
         for d in result.dropped:
             self.batch.filtered.append((self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action,
                                         unit.side, d.json_path, d.rule_id, d.filter, now))
+
+    def cause(self, ctx: FlowContext, action: str, side: str, fp: str | None, secret: str | None = None):
+        """The posture cause of a secret seen in `action`'s `side`, memoised per flow.
+
+        With the secret (only in the detector thread) explain() can tell a value typed into the
+        definition (PA005) from one that arrived at run time; the answer is kept under the secret's
+        fingerprint, so a body reused from the content cache still gets the precise cause."""
+        if ctx.definition is None:
+            return None
+        key = (action, side, fp) if secret is not None or (action, side, fp) in ctx.causes else (action, side)
+        if key not in ctx.causes:
+            try:
+                ctx.causes[key] = posture.explain(ctx.definition, action, side, value=secret)
+            except Exception:  # noqa: BLE001 - no cause is better than no finding
+                ctx.causes[key] = None
+        return ctx.causes[key]
 
     async def flush(self, force: bool = False) -> None:
         if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > 5000:
@@ -536,7 +543,7 @@ class Crawl:
             return True
         self.stats.content_fetched += 1
         result = await asyncio.get_running_loop().run_in_executor(
-            self.detect_pool, self._detect, body, unit.side, source)
+            self.detect_pool, self._detect, body, unit.side, source, ctx, unit.action)
         if key:
             self._remember(key, result)
             self.batch.content.append((key, self.engine_version, result.to_json(), utcnow()))
@@ -549,7 +556,8 @@ class Crawl:
         if len(self.reuse) > 20000:
             self.reuse.popitem(last=False)
 
-    def _detect(self, body: bytes, side: str, source: str | None = None) -> ContentResult:
+    def _detect(self, body: bytes, side: str, source: str | None = None, ctx: FlowContext | None = None,
+                action: str | None = None) -> ContentResult:
         """Runs in the detector thread. The secrets in the engine's hits end here: only their
         fingerprint, preview and length leave this function.
 
@@ -567,6 +575,9 @@ class Crawl:
         hits = tuple(RedactedHit(h.json_path, h.rule_id, h.detector, fingerprint(self.key, h.secret),
                                  preview(h.secret), len(h.secret), h.known_secret, h.confidence, h.decoding)
                      for h in found)
+        if ctx is not None and action is not None:
+            for h, r in zip(found, hits):
+                self.cause(ctx, action, side, r.fingerprint, secret=h.secret)
         return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
 
 

@@ -579,7 +579,18 @@ _EX_PASSWORD = "Pr0d-Basic-Pa55w0rd-Example-7781"
 _EX_CLIENT_SECRET = "Xk38Q~examplesecretvalue0123456789abcdEF"
 _EX_API_KEY = "4f9b2c7e1d8a4b6f9e0c3a5d7b1e2f40"
 
+_PA008_TRIGGER = {"triggers": {"manual": {"type": "Request", "kind": "Http", "inputs": {"schema": {}}}},
+                  "actions": {}}
+_PA008_SECURED = {"triggers": {"manual": {"type": "Request", "kind": "Http", "inputs": {"schema": {}},
+                                          "runtimeConfiguration": {"secureData": {"properties": ["outputs"]}}}},
+                  "actions": {}}
+
 EXAMPLES: dict[str, dict[str, list[dict]]] = {
+    # PA008 is cause-only: its examples are (definition, action, side) given to explain().
+    "PA008": {
+        "positive": [{"explain": {"definition": _PA008_TRIGGER, "action": "manual", "side": "trigger_outputs"}}],
+        "negative": [{"explain": {"definition": _PA008_SECURED, "action": "manual", "side": "trigger_outputs"}}],
+    },
     "PA001": {
         "positive": [
             _defn(_kv()),
@@ -762,6 +773,16 @@ RULES: dict[str, Rule] = {
              "Use a Secret environment variable backed by Azure Key Vault, and put a Key Vault reference (not the "
              "value) in deployment settings.",
              EXAMPLES["PA007"]),
+        Rule("PA008", "SecretReceivedWithoutSecureSettings", "medium",
+             "Secret received and recorded without Secure Inputs/Outputs",
+             "A cause-only rule, for run-history findings the definition cannot explain: the secret reached the "
+             "trigger or action from outside the flow (a caller's request, a connector's response, an input from "
+             "a parent flow), and the side that holds it is recorded in run history because its Secure "
+             "Inputs/Outputs setting is off. Static analysis cannot see it; flowleaks reports it as the cause of "
+             "such findings.",
+             "Turn on Secure Inputs or Secure Outputs on the trigger or action, fix the sender, and rotate the "
+             "secret.",
+             EXAMPLES["PA008"]),
     ]
 }
 
@@ -1206,7 +1227,7 @@ def explain(definition: dict, action: str, side: str, value: str | None = None) 
             rule = "PA004" if p.endswith(".inputs.uri") else "PA005"
             return Cause(rule, a.name, _rem(rule, a))
     if a.is_trigger:
-        return None
+        return _received(d, a, side)
     if s == "outputs":
         if a.source_kind:
             return Cause("PA001", a.name, _rem("PA001", a), (a.name,))
@@ -1227,7 +1248,18 @@ def explain(definition: dict, action: str, side: str, value: str | None = None) 
             return Cause(rule, a.name, _rem(rule, a), tuple(sorted(srcs)))
         if _literal_findings(a, "", b""):
             return Cause("PA005", a.name, _rem("PA005", a))
-    return None
+    return _received(d, a, side)
+
+
+def _received(d: dict, a: _Action, side: str) -> Cause | None:
+    """PA008: nothing in the definition explains the secret (it came from a caller, a connector's
+    response, a child flow's input), but the side is recorded because it is not secured."""
+    if not is_visible(d, a.name, side):
+        return None
+    s = _side(side)
+    which = "Inputs" if s == "inputs" else "Outputs"
+    return Cause("PA008", a.name, f"Turn on Secure {which} on '{a.name}' (the secret reaches it from outside the "
+                                  f"flow), and rotate the secret")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1399,6 +1431,11 @@ def is_deployment_settings(doc: Any) -> bool:
 
 def run_example(rule_id: str, example: dict, *, engine: Any = False) -> list[PostureFinding]:
     """Findings of one of a rule's examples (used by the examples test)."""
+    if "explain" in example:
+        e = example["explain"]
+        cause = explain(e["definition"], e["action"], e["side"])
+        return [] if cause is None else [PostureFinding(cause.rule_id, RULES[cause.rule_id].severity, cause.action,
+                                                        RULES[cause.rule_id].title, cause.remediation, "$")]
     if rule_id == "PA007":
         return analyze_environment(example.get("definitions", ()), example.get("values"),
                                    example.get("settings"), engine=engine)
