@@ -93,3 +93,17 @@ def test_env_and_flow_narrow_the_sweep(tenant, tmp_path):
     assert result.code in (0, 1), result.stderr
     assert rows(db, "SELECT DISTINCT environment, flow_id FROM runs") in ([(env.name, flow.flow_id)], [])
     assert rows(db, "SELECT count(*) FROM runs WHERE start_time < now() - INTERVAL 10 DAY")[0][0] == 0
+
+
+def test_maker_scope_sees_the_flows_shared_with_the_identity(tmp_path):
+    from tests.fakeapi import Tenant
+
+    tenant = Tenant.generate(seed=4, environments=1, flows_per_env=6, runs_per_flow=1, maker_visible_fraction=0.5)
+    db = tmp_path / "maker.duckdb"
+    with FakeFlowApi(tenant, log_requests=True) as api:
+        result = flowleaks("sweep", "--as-maker", "--quiet", env=cli_env(api, db))
+        paths = [p for _, _, p, _ in api.requests_log]
+    assert result.code in (0, 1), result.stderr
+    assert not any("/scopes/admin/" in p for p in paths)
+    visible = {f.flow_id for f in tenant.flows if f.maker_visible}
+    assert {r[0] for r in rows(db, "SELECT flow_id FROM flows")} == visible
