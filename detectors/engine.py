@@ -61,6 +61,15 @@ _VALUE_KEYWORDS_FOR_KEYWORD_DETECTOR = ("password", "passwd", "pwd", "secret", "
 # bearer headers are still scanned whole: the trigger-URL / SAS rules need the URL)
 _DECODED_ELSEWHERE = frozenset({"json", "xml", "base64", "basic", "form"})
 
+# detect-secrets plugins built on `build_assignment_regex`, whose separator `(?: *)(?:=|…| +)(?: *)`
+# backtracks cubically on a long run of spaces (`ibm … key` + 1,500 spaces: ~30 s; 10,000: hours).
+# Every space quantifier in those patterns is ` *` or ` +`, so one space matches wherever a run does:
+# they are given the line with space runs collapsed (the filters and token expansion still see the
+# original text; their secrets never contain spaces).
+_SPACE_CUBIC_PLUGINS = frozenset({"CloudantDetector", "IbmCloudIamDetector", "IbmCosHmacDetector",
+                                  "SoftlayerDetector"})
+_SPACE_RUN = re.compile(r" {2,}")
+
 
 def _keyword_windows(low: str, text: str) -> Iterator[str]:
     spans: list[list[int]] = []
@@ -202,11 +211,19 @@ class Engine:
             if n < 6 and not leaf.key:
                 continue
             if n > lim.max_leaf_chars:
-                step = lim.max_leaf_chars - lim.window_overlap
-                texts = [v[i:i + lim.max_leaf_chars] for i in range(0, n - lim.window_overlap, step)]
+                # windows made one at a time (a 60 MB leaf is not copied up front); the last one
+                # reaches the end of the leaf whatever the overlap
+                size = max(1, lim.max_leaf_chars)
+                step = max(1, size - lim.window_overlap)
+                texts: Any = (v[i:i + size] for i in range(0, max(1, n - size + step), step))
             else:
-                texts = [v]
-            for text in texts:
+                texts = (v,)
+            for wi, text in enumerate(texts):
+                if wi and time.monotonic() > budget.deadline:  # the time budget holds inside a leaf too
+                    result.skipped.append(Skip(leaf.json_path, "budget exceeded",
+                                               f"time budget spent at window {wi} of a {n}-char leaf"))
+                    stopped = True
+                    break
                 for h, f in self._leaf(leaf, text):
                     if h is not None:
                         hits.append((h, leaf.origin))
@@ -215,6 +232,8 @@ class Engine:
                             drops.append(f)
                         else:
                             drop_overflow += 1
+            if stopped:
+                break
         result.skipped.extend(walker.skipped)
         if walker.skip_overflow:
             result.skipped.append(Skip("$", "skips not recorded", f"{walker.skip_overflow} more skips"))
@@ -285,7 +304,8 @@ class Engine:
         if not self._ds.plugins:
             return
         plugin = self._ds.plugins.get(p.name)
-        for s in self._ds.run(p.name, line):
+        scan_line = _SPACE_RUN.sub(" ", line) if p.name in _SPACE_CUBIC_PLUGINS else line
+        for s in self._ds.run(p.name, scan_line):
             if p.expand:
                 s = expand_token(text, s, p.expand)
             if len(s) < p.min_len:

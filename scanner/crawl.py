@@ -260,7 +260,7 @@ class Crawl:
         try:
             async for item in self.api.flows(env):
                 flow_id = str(item.get("name"))
-                name = (item.get("properties") or {}).get("displayName") or ""
+                name = text(as_dict(item.get("properties")).get("displayName"))
                 if wanted and flow_id.lower() not in wanted and name.lower() not in wanted:
                     continue
                 self.stats.flows_planned += 1
@@ -284,7 +284,7 @@ class Crawl:
 
     async def scan_flow(self, env: str, item: dict) -> None:
         flow_id = str(item.get("name"))
-        props = item.get("properties") or {}
+        props = as_dict(item.get("properties"))
         ctx = FlowContext(env, flow_id, props.get("displayName"), None, {})
         modified = props.get("lastModifiedTime")
         stored_modified, stored_hash = self.store.flow_modified(env, flow_id)
@@ -321,7 +321,7 @@ class Crawl:
         d = ctx.definition
         self.store.upsert_flows([{
             "environment": env, "flow_id": flow_id, "display_name": props.get("displayName"),
-            "creator": (props.get("creator") or {}).get("objectId"), "state": props.get("state"),
+            "creator": as_dict(props.get("creator")).get("objectId"), "state": props.get("state"),
             "definition_hash": posture.definition_hash(d) if d else None,
             "created_time": parse_api_time(props.get("createdTime")),
             "last_modified_time": parse_api_time(props.get("lastModifiedTime")),
@@ -416,7 +416,7 @@ class Crawl:
             raise
         meta: list[tuple] = []
         units = await self.collect_units(ctx, run_id, run, meta)
-        props = run.get("properties") or listed.get("properties") or {}
+        props = as_dict(run.get("properties")) or as_dict(listed.get("properties"))
         run_start = parse_api_time(props.get("startTime"))
         refreshed: dict[tuple, Any] | None = None
         scanned = skipped = 0
@@ -436,11 +436,11 @@ class Crawl:
                 skipped += 1
         self.batch.actions.extend((env, flow, run_id, *m, self.scan_id) for m in meta)
         self.batch.runs.append((env, flow, run_id, run_start, parse_api_time(props.get("endTime")),
-                                props.get("status"), self.scan_id, (props.get("trigger") or {}).get("name"),
+                                props.get("status"), self.scan_id, as_dict(props.get("trigger")).get("name"),
                                 len(meta), scanned, skipped, utcnow()))
         self.batch.run_keys.append((env, flow, run_id))
         self.stats.runs_scanned += 1
-        raw_start = (props.get("startTime") or "").rstrip("Z")
+        raw_start = text(props.get("startTime")).rstrip("Z")
         if raw_start and (ctx.newest_start is None or raw_start > ctx.newest_start):
             ctx.newest_start = raw_start
         if props.get("status") in ("Running", "Waiting", "Paused", "Suspended"):
@@ -451,9 +451,9 @@ class Crawl:
         """Every (action, repetition, side, link) of a run, from one `$expand` read when possible.
 
         `meta` collects one row per action execution for the `actions` table."""
-        props = run.get("properties") or {}
+        props = as_dict(run.get("properties"))
         units: list[ContentUnit] = []
-        trigger = props.get("trigger") or {}
+        trigger = as_dict(props.get("trigger"))
         tname = trigger.get("name") or "trigger"
         for io, link in content_links(trigger).items():
             units.append(ContentUnit(tname, None, f"trigger_{io}", link))
@@ -474,7 +474,7 @@ class Crawl:
                 name = str(item.get("name"))
                 if name in actions and name not in missing:
                     continue
-                actions[name] = item.get("properties") or {}
+                actions[name] = as_dict(item.get("properties"))
         def note(name: str, rep: str | None, p: dict) -> None:
             if meta is not None:
                 i, o = p.get("inputsLink"), p.get("outputsLink")
@@ -496,7 +496,7 @@ class Crawl:
                     continue
                 if reps:
                     for rep in reps:
-                        rprops = rep.get("properties") or {}
+                        rprops = as_dict(rep.get("properties"))
                         note(name, str(rep.get("name")), rprops)
                         for io, link in content_links(rprops).items():
                             units.append(ContentUnit(name, str(rep.get("name")), f"action_{io}", link))
@@ -579,6 +579,15 @@ class Crawl:
             for h, r in zip(found, hits):
                 self.cause(ctx, action, side, r.fingerprint, secret=h.secret)
         return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
+
+
+def as_dict(value: Any) -> dict:
+    """API objects are dicts in every documented shape; anything else is treated as empty, not a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def decode_body(body: bytes) -> Any:

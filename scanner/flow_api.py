@@ -6,6 +6,7 @@ the page: anything else is refused (token confinement) and reported as a `Foreig
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
@@ -22,6 +23,10 @@ class PagingError(FlowleaksHttpError):
     reason = "paging error"
 
 
+class UnexpectedShape(FlowleaksHttpError):
+    reason = "parse error"
+
+
 class ForeignNextLink(PagingError):
     reason = "nextLink refused"
 
@@ -36,6 +41,13 @@ class NextLinkLoop(PagingError):
         super().__init__(f"nextLink repeats (endless paging stopped): {redact_url(link)}")
 
 
+class TooManyPages(PagingError):
+    reason = "nextLink loop"
+
+    def __init__(self, link: str, pages: int):
+        super().__init__(f"paging stopped after {pages} pages (a nextLink without end?): {redact_url(link)}")
+
+
 def odata_time(dt: datetime) -> str:
     """An OData datetime literal, unquoted ISO-8601 in UTC with 7 fractional digits."""
     if dt.tzinfo is not None:
@@ -43,16 +55,29 @@ def odata_time(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
+_API_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?)?")
+
+
 def parse_api_time(value: str | None) -> str | None:
-    """The API's timestamps as DuckDB-ready text (UTC, no 'Z'; up to 7 fractional digits kept)."""
-    if not value:
+    """The API's timestamps as DuckDB-ready text (UTC, no 'Z'; up to 7 fractional digits kept).
+    Anything that is not an ISO-8601 date-time (a hostile or broken response) gives None."""
+    if not value or not isinstance(value, str):
         return None
     v = value.strip()
-    if v.endswith("Z"):
-        v = v[:-1]
-    elif len(v) > 6 and v[-6] in "+-" and v[-3] == ":":
-        parsed = datetime.fromisoformat(v[:26] + v[-6:] if "." in v else v)
-        return parsed.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    try:
+        if v.endswith("Z"):
+            v = v[:-1]
+        elif len(v) > 6 and v[-6] in "+-" and v[-3] == ":":
+            base = v[:-6]
+            if not _API_TIME.fullmatch(base):
+                return None
+            parsed = datetime.fromisoformat(base[:26] + v[-6:])  # at most 6 fractional digits
+            return parsed.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+        if not _API_TIME.fullmatch(v):
+            return None
+        datetime.fromisoformat(v[:26])  # ranges: month 13 or hour 25 are not times
+    except (ValueError, OverflowError):
+        return None
     return v
 
 
@@ -82,10 +107,12 @@ class Environment:
 
 class FlowApi:
     def __init__(self, http: HttpClient, root: str, audience: str, *, as_admin: bool = False,
-                 pinned_root: bool = False):
+                 pinned_root: bool = False, max_pages: int | None = None):
         """root: the service root (https://api.flow.microsoft.com). pinned_root (FLOWLEAKS_FLOW_API_URL):
-        every call goes to root, regional runtime endpoints included."""
+        every call goes to root, regional runtime endpoints included. max_pages: pages of one list
+        followed at most (a server handing out a new nextLink for ever is stopped there)."""
         self.http = http
+        self.max_pages = max_pages or MAX_PAGES  # read at construction: tests may lower MAX_PAGES
         self.root = root.rstrip("/")
         self.audience = audience
         self.as_admin = as_admin
@@ -117,8 +144,8 @@ class FlowApi:
     # -- paging ------------------------------------------------------------------------------
 
     async def pages(self, url: str, kind: str) -> AsyncIterator[list[dict]]:
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
+        seen: set[str] = {url}
+        for _ in range(self.max_pages):
             page = await self.http.get_json(url, self.audience, kind)
             if not isinstance(page, dict):
                 raise PagingError(f"expected a JSON object page at {redact_url(url)}")
@@ -129,14 +156,18 @@ class FlowApi:
             link = page.get("nextLink") or page.get("@odata.nextLink")
             if not link:
                 return
-            link = urljoin(url, str(link))  # absolute in practice; tolerate a relative one
-            if origin(link) != origin(url):
+            try:
+                link = urljoin(url, str(link))  # absolute in practice; tolerate a relative one
+                foreign = origin(link) != origin(url)
+            except ValueError:  # 'http://[::1', a port over 65535: nothing we would follow
+                raise PagingError(f"unparseable nextLink at {redact_url(url)}") from None
+            if foreign:
                 raise ForeignNextLink(link)
             if link in seen or link == url:
                 raise NextLinkLoop(link)
             seen.add(link)
             url = link
-        raise NextLinkLoop(url)
+        raise TooManyPages(url, self.max_pages)
 
     async def items(self, url: str, kind: str) -> AsyncIterator[dict]:
         async for page in self.pages(url, kind):
@@ -174,10 +205,15 @@ class FlowApi:
             base = f"{self._env_path(env)}/flows"
         return self.items(self._url(base), "flows")
 
+    async def _object(self, url: str, kind: str) -> dict:
+        obj = await self.http.get_json(url, self.audience, kind)
+        if not isinstance(obj, dict):
+            raise UnexpectedShape(f"expected a JSON object at {redact_url(url)}, got {type(obj).__name__}")
+        return obj
+
     async def get_flow(self, env: str, flow: str) -> dict:
-        return await self.http.get_json(
-            self._url(self._flow_path(env, flow), **{"$expand": "properties.definition"}),
-            self.audience, "flow")
+        return await self._object(
+            self._url(self._flow_path(env, flow), **{"$expand": "properties.definition"}), "flow")
 
     def runs(self, env: str, flow: str, filter_: str | None, top: int | None = None) -> AsyncIterator[list[dict]]:
         url = self._url(f"{self._flow_path(env, flow)}/runs", **{
@@ -185,9 +221,8 @@ class FlowApi:
         return self.pages(url, "runs")
 
     async def get_run(self, env: str, flow: str, run: str) -> dict:
-        return await self.http.get_json(
-            self._url(self._run_path(env, flow, run), **{"$expand": "properties/actions"}),
-            self.audience, "run")
+        return await self._object(
+            self._url(self._run_path(env, flow, run), **{"$expand": "properties/actions"}), "run")
 
     async def actions(self, env: str, flow: str, run: str) -> list[dict]:
         return [a async for a in self.items(self._url(f"{self._run_path(env, flow, run)}/actions"), "actions")]
@@ -199,6 +234,8 @@ class FlowApi:
 
 def content_links(obj: dict) -> dict[str, Any]:
     """{'inputs': link, 'outputs': link} of a trigger/action/repetition `properties` object."""
+    if not isinstance(obj, dict):
+        return {"inputs": None, "outputs": None}
     return {"inputs": obj.get("inputsLink"), "outputs": obj.get("outputsLink")}
 
 
@@ -209,6 +246,9 @@ def is_secured(link: Any) -> bool:
 
 def link_key(link: dict) -> str | None:
     """Identity of a content body for dedup: md5 contentHash + contentSize (never the URI)."""
-    h = (link.get("contentHash") or {}).get("value")
+    if not isinstance(link, dict):
+        return None
+    ch = link.get("contentHash")
+    h = ch.get("value") if isinstance(ch, dict) else None
     size = link.get("contentSize")
     return f"{h}:{size}" if h and size is not None else None

@@ -32,6 +32,8 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
 from .auth import TokenProvider
 
 USER_AGENT = "flowleaks/0.1 (+https://github.com/flowleaks/flowleaks)"
+BLOCK_AFTER_STRIKES = 3  # Retry-Afters over the cap in a row before a service is failed fast
+MIN_RATE = 4.0  # req/s: the AIMD floor, so one unlucky 429 on a small sweep doesn't crawl at 1 req/s
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -93,6 +95,13 @@ class RedirectRefused(FlowleaksHttpError):
 
     def __init__(self, url: str, status: int):
         super().__init__(f"HTTP {status} redirect not followed from {redact_url(url)}")
+
+
+class UnusableUrl(FlowleaksHttpError):
+    reason = "bad url"
+
+    def __init__(self, url: str):
+        super().__init__(f"URL the HTTP client cannot send (control characters, too long): {redact_url(url)}")
 
 
 class TransportFailed(FlowleaksHttpError):
@@ -211,6 +220,8 @@ class Pacer:
         self.stats = stats
         self.rate: float | None = None
         self.pause_until = 0.0
+        self.blocked_until = 0.0
+        self.strikes = 0  # Retry-Afters over the cap in a row
         self.next_slot = 0.0
         self.sent: deque[float] = deque()
         self.last_cut = 0.0
@@ -231,6 +242,7 @@ class Pacer:
             await asyncio.sleep(delay)
 
     def on_success(self) -> None:
+        self.strikes = 0
         if self.rate:
             self.rate += 2.0 / self.rate
 
@@ -243,7 +255,15 @@ class Pacer:
         self.last_cut = now
         recent = sum(1 for t in self.sent if t >= now - 1.0)
         achieved = max(1.0, float(recent))
-        self.rate = max(1.0, min(self.rate or achieved, achieved) * 0.85)
+        self.rate = max(MIN_RATE, min(self.rate or achieved, achieved) * 0.85)
+
+    def block(self, seconds: float) -> None:
+        """The service asked us to stay away longer than we will wait: every later request to it
+        fails fast as throttled (recorded, the scan incomplete) instead of queueing for hours."""
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+
+    def blocked_for(self) -> float:
+        return max(0.0, self.blocked_until - time.monotonic())
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -338,6 +358,8 @@ class HttpClient:
 
     async def _get_json_once(self, url: str, audience: str, kind: str) -> Any:
         token = await self.tokens.token(audience)
+        if self.api_pacer.blocked_for():
+            raise Throttled(url, self.api_pacer.blocked_for())
         await self.api_pacer.wait_turn()
         async with self.slots:
             self.stats.requests += 1
@@ -347,6 +369,8 @@ class HttpClient:
                 async with asyncio.timeout(self.config.request_timeout):
                     resp = await self.client.get(url, headers={"Authorization": f"Bearer {token}",
                                                                "Accept": "application/json"})
+            except httpx.InvalidURL:  # e.g. a nextLink with control characters: not worth a retry
+                raise UnusableUrl(url) from None
             except (httpx.TransportError, TimeoutError) as exc:
                 raise TransportFailed(url, exc) from None
         return self._json_or_raise(resp, url, self.api_pacer)
@@ -356,9 +380,16 @@ class HttpClient:
         if status == 429:
             self.stats.throttled += 1
             ra = parse_retry_after(resp.headers.get("Retry-After"))
-            pacer.on_throttle(ra if ra is not None else 1.0)
             if ra is not None and ra > self.config.max_retry_after:
+                # Not waited out. The shared pause is capped; a service that keeps saying "come back
+                # tomorrow" is then failed fast (recorded as throttled, the scan incomplete, a rerun
+                # resumes) instead of every remaining request paying the cap in turn.
+                pacer.on_throttle(self.config.max_retry_after)
+                pacer.strikes += 1
+                if pacer.strikes >= BLOCK_AFTER_STRIKES:
+                    pacer.block(ra)
                 raise Throttled(url, ra)
+            pacer.on_throttle(ra if ra is not None else 1.0)
             raise RetryableStatus(429, url, ra)
         if status >= 500:
             raise RetryableStatus(status, url, parse_retry_after(resp.headers.get("Retry-After")))
@@ -389,6 +420,8 @@ class HttpClient:
 
     async def _fetch_content_once(self, uri: str) -> bytes:
         limit = self.config.max_content_bytes
+        if self.content_pacer.blocked_for():
+            raise Throttled(uri, self.content_pacer.blocked_for())
         await self.content_pacer.wait_turn()
         async with self.slots:
             self.stats.requests += 1
@@ -421,6 +454,8 @@ class HttpClient:
                             if size > limit:  # Content-Length can lie; count what arrives
                                 raise ContentTooLarge(uri, limit)
                             chunks.append(chunk)
+            except httpx.InvalidURL:
+                raise UnusableUrl(uri) from None
             except (httpx.TransportError, TimeoutError) as exc:
                 raise TransportFailed(uri, exc) from None
         self.content_pacer.on_success()

@@ -14,6 +14,7 @@ from .http import FlowleaksHttpError, HttpClient, origin, redact_url
 
 log = logging.getLogger("flowleaks.keyvault")
 API_VERSION = "7.4"
+MAX_PAGES = 10_000  # 250,000 secrets at 25 a page; a vault handing out new nextLinks for ever stops here
 
 
 @dataclass
@@ -38,16 +39,28 @@ def vault_name(url: str) -> str:
         f"{host}:{urlsplit(url).port}"
 
 
-async def load_vault(http: HttpClient, url: str, cloud: Cloud, known) -> VaultLoad:
+async def load_vault(http: HttpClient, url: str, cloud: Cloud, known, max_pages: int = MAX_PAGES) -> VaultLoad:
     base = url.rstrip("/")
     audience = cloud.vault_audience
     http.allow_origin(audience, base)
     result = VaultLoad(vault=vault_name(base))
     page_url = f"{base}/secrets?api-version={API_VERSION}&maxresults=25"
-    seen: set[str] = set()
+    seen: set[str] = {page_url}
+    pages = 0
     while page_url:
+        pages += 1
+        if pages > max_pages:
+            result.errors.append(f"paging stopped after {max_pages} pages (a nextLink without end?): "
+                                 f"{redact_url(page_url)}")
+            break
         page = await http.get_json(page_url, audience, "vault")
-        for item in page.get("value") or []:
+        if not isinstance(page, dict):
+            result.errors.append(f"not a list page: {redact_url(page_url)}")
+            break
+        items = page.get("value") or []
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
             if not (item.get("attributes") or {}).get("enabled", True):
                 result.disabled += 1
                 continue
@@ -67,8 +80,13 @@ async def load_vault(http: HttpClient, url: str, cloud: Cloud, known) -> VaultLo
             value = None  # noqa: F841 - drop our reference at once
         link = page.get("nextLink")
         if link:
-            link = urljoin(page_url, link)
-            if origin(link) != origin(base) or link in seen:
+            try:
+                link = urljoin(page_url, str(link))
+                foreign = origin(link) != origin(base)
+            except ValueError:
+                result.errors.append(f"nextLink refused: unparseable, at {redact_url(page_url)}")
+                break
+            if foreign or link in seen:
                 result.errors.append(f"nextLink refused: {redact_url(link)}")
                 break
             seen.add(link)
