@@ -438,7 +438,6 @@ class Crawl:
         self.batch.runs.append((env, flow, run_id, run_start, parse_api_time(props.get("endTime")),
                                 props.get("status"), self.scan_id, as_dict(props.get("trigger")).get("name"),
                                 len(meta), scanned, skipped, utcnow()))
-        self.batch.run_keys.append((env, flow, run_id))
         self.stats.runs_scanned += 1
         raw_start = text(props.get("startTime")).rstrip("Z")
         if raw_start and (ctx.newest_start is None or raw_start > ctx.newest_start):
