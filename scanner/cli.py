@@ -132,7 +132,7 @@ def scan(**kw) -> None:
 def _run(settings, options, kw, params) -> None:
     from .report import Progress, print_summary
 
-    known = KnownSources(vaults=kw.pop("known_vaults"),
+    known = KnownSources(vaults=kw.pop("known_vaults"), vault_versions=kw.pop("known_vault_versions"),
                          stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
                          hashes_file=kw.pop("known_hashes"))
     progress = Progress(enabled=not kw.pop("quiet", False))

@@ -139,6 +139,8 @@ def known_value_options(f: Callable) -> Callable:
     opts = [
         click.option("--known-vault", "known_vaults", multiple=True,
                      help="Key Vault URL or name whose enabled secrets are matched by keyed hash (repeatable)."),
+        click.option("--known-vault-versions", is_flag=True,
+                     help="Also match older enabled versions of each vault secret (rotated-out values)."),
         click.option("--known-values-stdin", is_flag=True,
                      help="Read known secret values from stdin, one per line (hashed, never stored)."),
         click.option("--known-hashes", type=click.Path(exists=True, dir_okay=False),

@@ -39,56 +39,86 @@ def vault_name(url: str) -> str:
         f"{host}:{urlsplit(url).port}"
 
 
-async def load_vault(http: HttpClient, url: str, cloud: Cloud, known, max_pages: int = MAX_PAGES) -> VaultLoad:
-    base = url.rstrip("/")
-    audience = cloud.vault_audience
-    http.allow_origin(audience, base)
-    result = VaultLoad(vault=vault_name(base))
-    page_url = f"{base}/secrets?api-version={API_VERSION}&maxresults=25"
-    seen: set[str] = {page_url}
+async def _items(http: HttpClient, url: str, audience: str, result: VaultLoad, max_pages: int):
+    """Items of a Key Vault list, following nextLink on the vault's own origin only."""
+    base_origin = origin(url)
+    seen: set[str] = {url}
+    page_url: str | None = url
     pages = 0
     while page_url:
         pages += 1
         if pages > max_pages:
             result.errors.append(f"paging stopped after {max_pages} pages (a nextLink without end?): "
                                  f"{redact_url(page_url)}")
-            break
+            return
         page = await http.get_json(page_url, audience, "vault")
         if not isinstance(page, dict):
             result.errors.append(f"not a list page: {redact_url(page_url)}")
-            break
+            return
         items = page.get("value") or []
         for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            if not (item.get("attributes") or {}).get("enabled", True):
-                result.disabled += 1
-                continue
-            name = str(item.get("id", "")).rstrip("/").rsplit("/", 1)[-1]
-            if not name:
-                continue
-            try:
-                secret = await http.get_json(f"{base}/secrets/{quote(name, safe='')}?api-version={API_VERSION}",
-                                             audience, "vault")
-            except FlowleaksHttpError as exc:
-                result.errors.append(f"{name}: {exc}")
-                continue
-            value = secret.pop("value", None)
-            if isinstance(value, str) and value:
-                known.add_value(value, source=f"{result.vault}/{name}")
-                result.loaded += 1
-            value = None  # noqa: F841 - drop our reference at once
+            if isinstance(item, dict):
+                yield item
         link = page.get("nextLink")
         if link:
             try:
                 link = urljoin(page_url, str(link))
-                foreign = origin(link) != origin(base)
+                foreign = origin(link) != base_origin
             except ValueError:
                 result.errors.append(f"nextLink refused: unparseable, at {redact_url(page_url)}")
-                break
+                return
             if foreign or link in seen:
                 result.errors.append(f"nextLink refused: {redact_url(link)}")
-                break
+                return
             seen.add(link)
         page_url = link
+
+
+def _enabled(item: dict) -> bool:
+    attributes = item.get("attributes")
+    return not isinstance(attributes, dict) or attributes.get("enabled", True) is not False
+
+
+async def load_vault(http: HttpClient, url: str, cloud: Cloud, known, max_pages: int = MAX_PAGES,
+                     versions: bool = False) -> VaultLoad:
+    """Hash every enabled secret of a vault into `known` (latest versions; older enabled ones too with
+    `versions`, since a rotated-out value can still sit in 30 days of run history)."""
+    base = url.rstrip("/")
+    audience = cloud.vault_audience
+    http.allow_origin(audience, base)
+    result = VaultLoad(vault=vault_name(base))
+
+    async def load(name: str, version: str | None) -> str | None:
+        path = f"{base}/secrets/{quote(name, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
+        try:
+            secret = await http.get_json(f"{path}?api-version={API_VERSION}", audience, "vault")
+        except FlowleaksHttpError as exc:
+            result.errors.append(f"{name}: {exc}")
+            return None
+        if not isinstance(secret, dict):
+            result.errors.append(f"{name}: not a secret object")
+            return None
+        value = secret.pop("value", None)
+        if isinstance(value, str) and value:
+            known.add_value(value, source=f"{result.vault}/{name}" + (f"/{version}" if version else ""))
+            result.loaded += 1
+        value = None  # noqa: F841 - drop our reference at once
+        return str(secret.get("id", "")).rstrip("/").rsplit("/", 1)[-1] or None
+
+    async for item in _items(http, f"{base}/secrets?api-version={API_VERSION}&maxresults=25", audience, result,
+                             max_pages):
+        if not _enabled(item):
+            result.disabled += 1
+            continue
+        name = str(item.get("id", "")).rstrip("/").rsplit("/", 1)[-1]
+        if not name:
+            continue
+        latest = await load(name, None)
+        if not versions:
+            continue
+        versions_url = f"{base}/secrets/{quote(name, safe='')}/versions?api-version={API_VERSION}&maxresults=25"
+        async for v in _items(http, versions_url, audience, result, max_pages):
+            version = str(v.get("id", "")).rstrip("/").rsplit("/", 1)[-1]
+            if version and version != latest and _enabled(v):
+                await load(name, version)
     return result

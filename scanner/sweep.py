@@ -31,6 +31,7 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_ERROR = 0, 1, 2, 3,
 @dataclass
 class KnownSources:
     vaults: tuple[str, ...] = ()
+    vault_versions: bool = False
     stdin_lines: Iterable[str] | None = None
     hashes_file: str | None = None
 
@@ -82,7 +83,7 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
         for vault in (known_sources.vaults if known_sources else ()):
             url = vault_url(vault, settings.cloud)
             try:
-                loaded = await load_vault(http, url, settings.cloud, known)
+                loaded = await load_vault(http, url, settings.cloud, known, versions=known_sources.vault_versions)
             except Exception as exc:  # noqa: BLE001 - a vault that fails is recorded; the sweep goes on
                 crawl.skip(None, None, None, None, None, "known values unavailable", f"{vault}: {exc}")
                 continue

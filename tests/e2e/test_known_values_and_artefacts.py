@@ -66,3 +66,19 @@ def test_known_values_are_found_and_no_artefact_holds_a_secret(tenant, tmp_path)
     con.close()
     for s in secrets:
         assert s not in cells, s[:4]
+
+
+def test_older_vault_versions_are_loaded_on_request(tmp_path):
+    from tests.fakeapi import Tenant
+
+    tenant = Tenant.generate(seed=6, environments=1, flows_per_env=1, runs_per_flow=1)
+    enabled_versions = sum(len(e.versions) for e in tenant.vault.values() if e.enabled)
+    counts = {}
+    with FakeFlowApi(tenant) as api:
+        for flag in ((), ("--known-vault-versions",)):
+            db = tmp_path / f"v{len(flag)}.duckdb"
+            r = flowleaks("sweep", "--as-admin", "--quiet", "--known-vault", api.vault_url, *flag, env=cli_env(api, db))
+            assert r.code in (0, 1), r.stderr
+            counts[bool(flag)] = int(r.stdout.split("known values: ")[1].split()[0])
+    assert counts[False] == len(tenant.vault_secrets)
+    assert counts[True] > counts[False] and counts[True] <= enabled_versions
