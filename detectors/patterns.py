@@ -24,7 +24,6 @@ from detect_secrets.settings import get_plugins
 from detect_secrets.filters import heuristic as ds_heuristic
 from detect_secrets.settings import transient_settings
 
-from .base import Leaf
 from .powerplatform import is_placeholder
 from .rules import Rule, ex
 

@@ -152,7 +152,7 @@ RULES: list[PatternRule] = [
         negative=(
             ex({"uri": "https://prod-27.westeurope.logic.azure.com:443/workflows/5b3c/triggers/manual/paths/invoke?api-version=2016-06-01"}),
             ex({"uri": "https://example.com/page?sig=short"}),
-            ex({"uri": f"https://prod-27.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=<signature>"}),
+            ex({"uri": "https://prod-27.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=<signature>"}),
         )),
         r"(?i)https?://[\w.-]+\.(?:logic\.azure\.(?:com|us|cn)|(?:environment\.)?api\.powerplatform\.(?:com|us|cn))"
         r"(?::\d+)?/" + _URLCH + r"*?[?&]sig=(?P<s>[A-Za-z0-9%_+/=-]{16,})", validate=_unq, min_len=16),

@@ -1,9 +1,14 @@
 """A tiny scriptable HTTP server on 127.0.0.1 for client tests: real sockets, per-test behaviour."""
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+from scanner.auth import StaticToken
+from scanner.http import HttpClient, HttpConfig
 
 Reply = tuple[int, dict, bytes]
 
@@ -55,3 +60,18 @@ class ScriptedServer:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def http_client(token: str, **cfg) -> HttpClient:
+    """The real client with test-friendly defaults: short backoff, 'localhost' as the content host."""
+    cfg.setdefault("max_backoff", 0.05)
+    cfg.setdefault("content_host_suffixes", ("localhost",))
+    return HttpClient(StaticToken(token), HttpConfig(**cfg))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def ok(obj) -> Reply:
+    return 200, {"Content-Type": "application/json"}, json.dumps(obj).encode()

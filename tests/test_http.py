@@ -1,35 +1,23 @@
 """The HTTP client against real loopback servers: retries, Retry-After, confinement, content links."""
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import time
 
 import pytest
 
-from scanner.auth import StaticToken
 from scanner.flow_api import FlowApi, ForeignNextLink, NextLinkLoop
-from scanner.http import (ContentTooLarge, HostNotAllowed, HttpClient, HttpConfig, LinkExpired,
+from scanner.http import (ContentTooLarge, HostNotAllowed, HttpClient, LinkExpired,
                           RedirectRefused, Throttled, parse_retry_after, redact_url)
-from tests.loopback import ScriptedServer
+from tests.loopback import ScriptedServer, http_client, ok, run
 
 AUD = "https://service.flow.microsoft.com/"
 TOKEN = "tok-abc-123"
 
 
 def client(**cfg) -> HttpClient:
-    cfg.setdefault("max_backoff", 0.05)
-    cfg.setdefault("content_host_suffixes", ("localhost",))
-    return HttpClient(StaticToken(TOKEN), HttpConfig(**cfg))
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def ok(obj) -> tuple[int, dict, bytes]:
-    return 200, {"Content-Type": "application/json"}, json.dumps(obj).encode()
+    return http_client(TOKEN, **cfg)
 
 
 def test_retries_5xx_and_dropped_connections_then_succeeds():

@@ -1,17 +1,14 @@
 """Shared pieces of the hardening tests: clients, raw loopback servers, the fuzz example budget."""
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import socket
 import threading
 import time
 from typing import Callable
 
-from scanner.auth import StaticToken
-from tests.loopback import ScriptedServer
-from scanner.http import HttpClient, HttpConfig
+from scanner.http import HttpClient
+from tests.loopback import ScriptedServer, http_client, ok, run  # noqa: F401 - re-exported
 
 AUD = "https://service.flow.microsoft.com/"
 TOKEN = "hardening-token-Zq8w3Lx9Pv2Rk7"
@@ -27,16 +24,7 @@ def fuzz_examples(default: int = 50) -> int:
 def client(**cfg) -> HttpClient:
     cfg.setdefault("max_backoff", 0.02)
     cfg.setdefault("max_attempts", 3)
-    cfg.setdefault("content_host_suffixes", ("localhost",))
-    return HttpClient(StaticToken(TOKEN), HttpConfig(**cfg))
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def ok(obj) -> tuple[int, dict, bytes]:
-    return 200, {"Content-Type": "application/json"}, json.dumps(obj).encode()
+    return http_client(TOKEN, **cfg)
 
 
 class RawServer:

@@ -12,7 +12,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
