@@ -8,7 +8,8 @@ import sys
 import click
 
 from . import __version__
-from .config import connection_options, known_value_options, scope_options, settings_from, window
+from .config import (connection_options, dataverse_options, known_value_options, scope_options, settings_from,
+                     window)
 from .crawl import CrawlOptions
 from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan, write_summary_json
 
@@ -30,6 +31,7 @@ def cli(verbose: int) -> None:
 @connection_options
 @scope_options
 @known_value_options
+@dataverse_options
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--summary-json", type=click.Path(dir_okay=False),
               help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
@@ -109,6 +111,7 @@ def record(**kw) -> None:
 @click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
 @click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
 @known_value_options
+@dataverse_options
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--summary-json", type=click.Path(dir_okay=False),
               help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
@@ -135,9 +138,12 @@ def _run(settings, options, kw, params) -> None:
     known = KnownSources(vaults=kw.pop("known_vaults"), vault_versions=kw.pop("known_vault_versions"),
                          stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
                          hashes_file=kw.pop("known_hashes"))
+    dataverse = kw.pop("dataverse_urls", ())
+    if dataverse:
+        params = {**params, "dataverse": [f"{t.environment}={t.url}" for t in dataverse]}
     progress = Progress(enabled=not kw.pop("quiet", False))
     try:
-        outcome = run_scan(settings, options, known, progress=progress, params=params)
+        outcome = run_scan(settings, options, known, progress=progress, params=params, dataverse=dataverse)
     finally:
         progress.stop()
     print_summary(settings.db, outcome)

@@ -149,3 +149,28 @@ def known_value_options(f: Callable) -> Callable:
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def _dataverse_targets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
+    from .dataverse import parse_target
+
+    out = []
+    for value in values or ():
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    out.append(parse_target(item))
+                except Exception as exc:  # noqa: BLE001 - ValueError or HostNotAllowed: a usage error
+                    raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return tuple(out)
+
+
+def dataverse_options(f: Callable) -> Callable:
+    """Live posture from Dataverse (PA007: environment variables holding a secret as plain text)."""
+    return click.option(
+        "--dataverse-url", "dataverse_urls", multiple=True, envvar="FLOWLEAKS_DATAVERSE_URL", show_envvar=True,
+        callback=_dataverse_targets, metavar="[ENV=]URL",
+        help="Dataverse org URL (https://org.crm.dynamics.com) whose environment variables are checked for "
+             "plain-text secrets (PA007). ENV=URL records the findings under that environment name (use the "
+             "Power Platform environment name, e.g. Default-<tenant>); a bare URL records them under the "
+             "URL's host. Repeatable; the variable takes a comma-separated list. Token audience: the org URL.")(f)

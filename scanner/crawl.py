@@ -357,6 +357,21 @@ class Crawl:
             self.stats.findings += 1
         self.batch.posture_seen.append((ctx.environment, ctx.flow_id, keep))
 
+    def add_environment_posture(self, environment: str, found: list, resolve: bool = True) -> None:
+        """Environment-level posture findings (PA007 read from Dataverse): flow_id and run fields null,
+        action = the variable's schema name, side 'definition'. With `resolve` (the read was complete),
+        the environment's earlier PA007 findings not found now are resolved."""
+        ctx = FlowContext(environment, None, None, None, {})  # type: ignore[arg-type]
+        before = len(self.batch.findings)
+        self.add_posture(ctx, found)
+        self.batch.posture_seen.pop()  # keyed by flow; environment-level ones are resolved below
+        if resolve:
+            keep = [row[0] for row in self.batch.findings[before:]]
+            self.store.query("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
+                             "AND rule_id = 'PA007' AND environment = ? AND flow_id IS NULL "
+                             "AND status <> 'resolved' AND NOT list_contains(?, finding_id)",
+                             [environment, keep])
+
     async def scan_runs(self, ctx: FlowContext) -> bool:
         """List the flow's runs (window, or after the watermark) and scan each; False if listing failed."""
         env, flow_id = ctx.environment, ctx.flow_id

@@ -10,12 +10,13 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from .auth import make_token_provider
 from .config import Settings
 from .errors import ScanFailed, describe
 from .crawl import Crawl, CrawlOptions, CrawlStats
+from .dataverse import DataverseTarget, scan_environment_variables
 from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
@@ -69,7 +70,7 @@ def build_engine(key: bytes, known_sources: KnownSources | None):
 
 async def _execute(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None,
                    store: Store, scan_id: str, progress: Callable | None,
-                   transport: Callable | None = None) -> Outcome:
+                   transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = ()) -> Outcome:
     started = time.monotonic()
     key = fingerprint_key(settings.db)
     engine, known = build_engine(key, known_sources)
@@ -90,6 +91,19 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
             notes.append(f"known values: {loaded.loaded} secrets from {loaded.vault}")
             for err in loaded.errors:
                 crawl.skip(None, None, None, None, None, "known values unavailable", f"{loaded.vault}: {err}")
+        for target in dataverse:  # PA007 live: environment variables holding a secret as plain text
+            try:
+                found = await scan_environment_variables(http, target, engine=engine, key=key)
+            except Exception as exc:  # noqa: BLE001 - an org that fails is recorded; the sweep goes on
+                crawl.skip(target.environment, None, None, None, "definition", "dataverse unavailable",
+                           f"{target.url}: {describe(exc)}")
+                continue
+            for err in found.errors:
+                crawl.skip(target.environment, None, None, None, "definition", "dataverse unavailable",
+                           f"{target.url}: {err}")
+            crawl.add_environment_posture(target.environment, found.findings, resolve=found.complete)
+            notes.append(f"environment variables: {found.definitions} definitions from {target.url} "
+                         f"({target.environment}), {len(found.findings)} PA007 findings")
         with engine.session():
             stats = await crawl.run()
         http_stats = {"requests": http.stats.requests, "api_requests": http.stats.api_requests,
@@ -118,14 +132,15 @@ def count_open(store: Store, options: CrawlOptions, scan_id: str) -> int:
 
 def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
              progress: Callable | None = None, params: dict | None = None,
-             transport: Callable | None = None) -> Outcome:
-    """transport: optional factory engine -> httpx transport (used by `flowleaks record`)."""
+             transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = ()) -> Outcome:
+    """transport: optional factory engine -> httpx transport (used by `flowleaks record`).
+    dataverse: orgs whose environment variables get the PA007 check (`--dataverse-url`)."""
     store = Store(settings.db)
     try:
         scan_id = store.begin_scan(options.kind, params or {})
         try:
             outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
-                                           transport))
+                                           transport, dataverse))
         except Exception as exc:
             store.finish_scan(scan_id, complete=False, status="failed", error=describe(exc))
             runs, flows = store.query("SELECT count(*), count(DISTINCT environment || '/' || flow_id) FROM runs "

@@ -73,6 +73,7 @@ def main() -> None:
         for name, value in api.env_vars().items():
             print(f"{name}={value}")
         print(f"FAKE_VAULT_URL={api.vault_url}")
+        print(f"FAKE_DATAVERSE_URL={api.dataverse_url}")
         print(f"# {tenant.total_runs} runs in {len(tenant.flows)} flows; Ctrl-C to stop", flush=True)
         while not stop.wait(args.stats_interval):
             dump_stats()

@@ -1,12 +1,15 @@
-"""Loopback fake of the Flow management API, its run-content (SAS link) host and a Key Vault.
+"""Loopback fake of the Flow management API, its run-content (SAS link) host, a Key Vault and a
+Dataverse org.
 
-Three real HTTP listeners (ThreadingHTTPServer, HTTP/1.1 keep-alive):
+Four real HTTP listeners (ThreadingHTTPServer, HTTP/1.1 keep-alive):
 
 - API      `http://127.0.0.1:<p>/providers/Microsoft.ProcessSimple/...`  bearer token + api-version
 - content  `http://localhost:<p>/workflows/<hex>/runs/.../contents/<Kind>?...&sig=`  no auth, SAS-checked
 - vault    `http://127.0.0.1:<p>/secrets...`  Key Vault data plane 7.x, bearer token
+- dataverse `http://127.0.0.1:<p>/api/data/v9.2/environmentvariabledefinitions...`  Web API, bearer token,
+  `$select`/`$expand` of the current value, `@odata.nextLink` paging (`Prefer: odata.maxpagesize`)
 
-Shapes follow shared/docs/power-automate-api.md (§1.2-1.8, §2, §3, §4.3, §8). Faults are
+Shapes follow shared/docs/power-automate-api.md (§1.2-1.8, §2, §3, §4.3, §6.3, §8). Faults are
 deterministic (their own seed, rolled per URL and attempt) and transient: a request for the same URL
 fails at most `max_consecutive_failures` times in a row, and a malformed body is only ever served on
 the first attempt. Only `denied_environments` and `always_expired_links` are permanent.
@@ -61,6 +64,8 @@ _CONTENT_ROUTE = re.compile(
     r"^/workflows/(?P<hex>[0-9a-f]{32})/runs/(?P<run>[^/]+)"
     r"(?:/actions/(?P<action>[^/]+)(?:/repetitions/(?P<rep>[^/]+))?)?"
     r"/contents/(?P<kind>TriggerInputs|TriggerOutputs|ActionInputs|ActionOutputs)$")
+_DATAVERSE_ROUTE = re.compile(r"^/api/data/v9\.[0-9]/(?P<set>environmentvariabledefinitions)/?$", re.I)
+DATAVERSE_VALUES = "environmentvariabledefinition_environmentvariablevalue"
 _VAULT_ROUTE = re.compile(r"^/secrets(?:/(?P<name>[0-9A-Za-z-]+)(?:/(?P<version>[0-9A-Za-z]+))?)?/?$")
 _FILTER_CLAUSE = re.compile(r"^\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+(.+?)\s*$", re.I)
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge,
@@ -86,6 +91,7 @@ class Faults:
     max_consecutive_failures: int = 3     # errors/drops per URL never exceed this many in a row
     denied_environments: Collection[str] = ()                 # permanent 403 EnvironmentAccessDenied
     always_expired_links: bool | Collection[str] = False      # True, or run names: links always expired
+    dataverse_denied: bool = False        # permanent 403 on the Dataverse listener (missing privilege)
 
 
 class Reply(NamedTuple):
@@ -245,21 +251,23 @@ def _parse_filter(text: str) -> Callable[[RunHeader], bool]:
 
 
 class FakeFlowApi:
-    """The three listeners over one Tenant. Use as a context manager, or start()/stop().
+    """The four listeners over one Tenant. Use as a context manager, or start()/stop().
 
     Attributes: api_url (the Flow service root, for FLOWLEAKS_FLOW_API_URL), content_url and
-    content_host ("localhost", for FLOWLEAKS_CONTENT_HOSTS), vault_url, token, tenant, faults,
+    content_host ("localhost", for FLOWLEAKS_CONTENT_HOSTS), vault_url, dataverse_url, token, tenant, faults,
     stats (Stats), content_auth_headers_seen (every Authorization header the content host got: must
     stay empty), requests_log ((listener, method, path, status) tuples when log_requests=True).
     """
 
     def __init__(self, tenant: Tenant, token: str = "test-token", faults: Faults | None = None, *,
                  runs_page_size: int = 50, flows_page_size: int = 50, actions_page_size: int = 30,
-                 repetitions_page_size: int = 30, vault_page_size: int = 25, link_lifetime_s: float = 4 * 3600,
-                 log_requests: bool = False, ports: tuple[int, int, int] = (0, 0, 0)):
+                 repetitions_page_size: int = 30, vault_page_size: int = 25, dataverse_page_size: int = 2,
+                 link_lifetime_s: float = 4 * 3600, log_requests: bool = False,
+                 ports: tuple[int, int, int] = (0, 0, 0), dataverse_port: int = 0):
         self.tenant, self.token, self.faults = tenant, token, faults or Faults()
         self.page_sizes = {"runs": runs_page_size, "flows": flows_page_size, "actions": actions_page_size,
-                           "repetitions": repetitions_page_size, "vault": vault_page_size}
+                           "repetitions": repetitions_page_size, "vault": vault_page_size,
+                           "dataverse": dataverse_page_size}
         self.link_lifetime_ticks = int(link_lifetime_s * TICKS_PER_SECOND)
         self.stats = Stats()
         # Runs that start after this instant (ticks) are not listed yet: moving it forward makes "new
@@ -282,11 +290,13 @@ class FakeFlowApi:
 
         self._servers = [_Server(("127.0.0.1", ports[0]), self._api),
                          _Server(("127.0.0.1", ports[1]), self._content),
-                         _Server(("127.0.0.1", ports[2]), self._vault)]
+                         _Server(("127.0.0.1", ports[2]), self._vault),
+                         _Server(("127.0.0.1", dataverse_port), self._dataverse)]
         self.api_url = f"http://127.0.0.1:{self._servers[0].server_port}"
         self.content_host = "localhost"
         self.content_url = f"http://localhost:{self._servers[1].server_port}"
         self.vault_url = f"http://127.0.0.1:{self._servers[2].server_port}"
+        self.dataverse_url = f"http://127.0.0.1:{self._servers[3].server_port}"   # the org URL (audience)
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -812,6 +822,61 @@ class FakeFlowApi:
         if end < len(items):
             body["nextLink"] = (f"{self.vault_url}{path}?api-version=7.4&$skiptoken={_skiptoken(end, size)}"
                                 f"&maxresults={size}")
+        return _json(200, body)
+
+    # --- Dataverse listener -------------------------------------------------------------------------------------
+
+    def _dataverse(self, method: str, target: str, headers: Any) -> Reply:
+        self._sleep()
+        url = urlsplit(target)
+        reply = self._dataverse_route(method, url.path, url.query, headers)
+        return self._finish("dataverse", "dataverse", method, url.path, reply)
+
+    def _dataverse_route(self, method: str, path: str, query: str, headers: Any) -> Reply:
+        if not self._authorized(headers):
+            return _json(401, {"error": {"code": "0x80040220", "message": "Bearer token is missing or invalid."}},
+                         {"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
+                                             f'{self.tenant.tenant_id}/oauth2/authorize"'})
+        m = _DATAVERSE_ROUTE.match(path)
+        if m is None or method != "GET":
+            return _error(404, "0x80060888", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
+        if self.faults.dataverse_denied:
+            return _error(403, "0x80040220", "Principal user is missing prvReadEnvironmentVariableDefinition "
+                                             "privilege on OTC=380 for entity 'environmentvariabledefinition'.")
+        q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        select = [c.strip() for c in q.get("$select", "").split(",") if c.strip()]
+        expand = q.get("$expand", "")
+        em = re.fullmatch(rf"\s*{DATAVERSE_VALUES}(?:\(\$select=(?P<cols>[\w,]+)\))?\s*", expand) if expand else None
+        if expand and em is None:
+            return _error(400, "0x80060888", f"Could not find a property named '{expand}'.")
+        size = self.page_sizes["dataverse"]
+        prefer = re.search(r"odata\.maxpagesize=(\d+)", headers.get("Prefer") or "")
+        if prefer:
+            size = max(1, min(5000, int(prefer[1])))
+        try:
+            offset = _read_skiptoken(q["$skiptoken"])[0] if "$skiptoken" in q else 0
+        except (ValueError, KeyError, IndexError):
+            return _error(400, "0x80040203", "The $skiptoken is not valid.")
+        rows = []
+        for ev in self.tenant.env_variables[offset:offset + size]:
+            full = {"schemaname": ev.schemaname, "displayname": ev.displayname, "type": ev.type,
+                    "defaultvalue": ev.defaultvalue, "secretstore": 0 if ev.type == 100000005 else None,
+                    "environmentvariabledefinitionid": ev.definition_id}
+            row = {"@odata.etag": f'W/"{1000 + offset}"', "environmentvariabledefinitionid": ev.definition_id}
+            row.update({c: full.get(c) for c in select} if select else full)
+            if em is not None:
+                cols = [c for c in (em["cols"] or "value").split(",") if c]
+                value_row = {"value": ev.value, "environmentvariablevalueid": ev.definition_id[::-1]}
+                row[DATAVERSE_VALUES] = [] if ev.value is None else [
+                    {"@odata.etag": 'W/"2000"', **{c: value_row.get(c) for c in cols}}]
+            rows.append(row)
+        body: dict[str, Any] = {"@odata.context": f"{self.dataverse_url}/api/data/v9.2/$metadata#environmentvariabledefinitions",
+                                "value": rows}
+        end = offset + size
+        if end < len(self.tenant.env_variables):
+            kept = "&".join(part for part in query.split("&") if part and not part.startswith("$skiptoken="))
+            body["@odata.nextLink"] = (f"{self.dataverse_url}{path}?{kept}&$skiptoken="
+                                       f"{quote(_skiptoken(end, size), safe='')}")
         return _json(200, body)
 
 

@@ -73,6 +73,18 @@ class VaultEntry:
     versions: tuple[VaultVersion, ...]   # oldest first; the last one is current
 
 
+@dataclass(frozen=True)
+class EnvVariable:
+    """A Dataverse environment variable definition and its current value (None: no value row)."""
+    definition_id: str
+    schemaname: str
+    displayname: str
+    type: int                    # option value: 100000000 String ... 100000005 Secret
+    defaultvalue: str | None
+    value: str | None
+    plaintext_secret: bool       # PA007 must report it (a secret in a String variable)
+
+
 class RiskyDefinition(NamedTuple):
     """A posture issue a definition linter should raise (issue codes: see templates.py)."""
     environment: str
@@ -100,6 +112,7 @@ class Tenant:
         self.subscription_id = fakes.guid(rng)
         self.environments: list[Environment] = []
         self.vault: dict[str, VaultEntry] = {}
+        self.env_variables: list[EnvVariable] = []   # served by the fake's Dataverse listener
         self.risky_definitions: list[RiskyDefinition] = []
         self._flows: dict[tuple[str, str], Flow] = {}
         self._by_hex: dict[str, Flow] = {}
@@ -123,6 +136,7 @@ class Tenant:
                 failed_fraction=failed_fraction, running_fraction=running_fraction,
                 max_loop_items=max_loop_items, run_cache_size=run_cache_size)
         t._make_vault(vault_size)
+        t._make_env_variables()
         index = 0
         for e in range(environments):
             rng = _rng(seed, "env", e)
@@ -149,6 +163,26 @@ class Tenant:
             versions = tuple(VaultVersion(fakes.hex_id(rng), fakes.vault_secret_value(rng), created + i * 86400 * 7)
                              for i in range(rng.randint(1, 3)))
             self.vault[name] = VaultEntry(name, name != self.DISABLED_VAULT_SECRET, versions)
+
+    def _make_env_variables(self) -> None:
+        """Dataverse environment variables: a password typed String (PA007), a Secret holding a Key
+        Vault reference, and harmless ones. Their own random stream: other ids do not move."""
+        rng = _rng(self.seed, "envvars")
+        kv_ref = (f"/subscriptions/{self.subscription_id}/resourceGroups/rg-flows/providers/Microsoft.KeyVault/"
+                  f"vaults/kv-flows-{fakes.pick(rng, 'abcdefghjkmnpqrstuvwxyz', 4)}/secrets/{self.FLOW_VAULT_SECRETS[0]}")
+        self.env_variables = [
+            EnvVariable(fakes.guid(rng), "xyz_ApiPassword", "API password", 100000000, None,
+                        fakes.password(rng), True),
+            EnvVariable(fakes.guid(rng), "xyz_PartnerApiKey", "Partner API key", 100000005, None, kv_ref, False),
+            EnvVariable(fakes.guid(rng), "xyz_BaseUrl", "Base URL", 100000000, "https://api.contoso.example/v1",
+                        None, False),
+            EnvVariable(fakes.guid(rng), "xyz_RetryCount", "Retry count", 100000001, "3", "5", False),
+        ]
+
+    @property
+    def env_variable_secrets(self) -> set[str]:
+        """Values of the environment variables that hold a secret as plain text (never to be stored)."""
+        return {v.value for v in self.env_variables if v.plaintext_secret and v.value}
 
     def _make_flow(self, env: Environment, index: int, n_runs: int, maker_fraction: float) -> Flow:
         rng = _rng(self.seed, "flow", index)
