@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from detectors.source_outputs import source_output_hits
 
 from . import definition as defn
 from . import posture
-from .flow_api import (FlowApi, content_links, is_secured, link_key, parse_api_time, run_filter)
+from .flow_api import (FlowApi, content_links, is_secured, link_key, odata_time, parse_api_time, run_filter)
 from .errors import describe
 from .http import ApiError, FlowleaksHttpError, HttpClient, LinkExpired
 from .store import Batch, Store, finding_id, utcnow
@@ -66,6 +67,7 @@ class CrawlStats:
     findings: int = 0
     skipped: Counter = field(default_factory=Counter)
     blocking_skips: int = 0
+    outside_window: int = 0   # runs the server listed although they are outside the window
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -382,6 +384,20 @@ class Crawl:
             since = self.opt.since or (datetime.now(timezone.utc) - timedelta(days=RETENTION_DAYS))
             filt = run_filter(since, self.opt.until, self.opt.status)
         ctx.newest_start = after[:-1] if after else None
+        # The server filters; we check again, so a service that ignores $filter can't widen the sweep.
+        low = sortable_time(after) if after else sortable_time(odata_time(since))
+        high = sortable_time(odata_time(self.opt.until)) if self.opt.until else None
+        status = (self.opt.status or "").lower()
+
+        def wanted(run: dict) -> bool:
+            props = as_dict(run.get("properties"))
+            start = sortable_time(props.get("startTime"))
+            if start is not None and low is not None and (start <= low if after else start < low):
+                return False
+            if start is not None and high is not None and start >= high:
+                return False
+            return not status or text(props.get("status")).lower() in ("", status)
+
         tasks: list[asyncio.Task] = []
         ok = True
 
@@ -396,6 +412,9 @@ class Crawl:
         try:
             async for page in self.api.runs(env, flow_id, filt):
                 for run in page:
+                    if not wanted(run):
+                        self.stats.outside_window += 1
+                        continue
                     listed.add(str(run.get("name")))
                     await submit(run)
                 # drop finished tasks so a 50,000-run flow doesn't keep 50,000 task objects
@@ -593,6 +612,12 @@ class Crawl:
             for h, r in zip(found, hits):
                 self.cause(ctx, action, side, r.fingerprint, secret=h.secret)
         return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
+
+
+def sortable_time(value: Any) -> str | None:
+    """API time text as 'YYYY-MM-DDTHH:MM:SS.fffffff' (UTC), comparable as a string; None if it isn't."""
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z?", value) if isinstance(value, str) else None
+    return f"{m.group(1)}.{(m.group(2) or '')[:7].ljust(7, '0')}" if m else None
 
 
 def as_dict(value: Any) -> dict:

@@ -107,3 +107,15 @@ def test_maker_scope_sees_the_flows_shared_with_the_identity(tmp_path):
     assert not any("/scopes/admin/" in p for p in paths)
     visible = {f.flow_id for f in tenant.flows if f.maker_visible}
     assert {r[0] for r in rows(db, "SELECT flow_id FROM flows")} == visible
+
+
+def test_runs_outside_the_window_are_not_scanned_even_if_the_server_ignores_the_filter(tenant, tmp_path):
+    class IgnoresFilter(FakeFlowApi):
+        def _runs(self, flow, path, q):
+            return super()._runs(flow, path, {k: v for k, v in q.items() if k != "$filter"})
+
+    db = tmp_path / "f.duckdb"
+    with IgnoresFilter(tenant) as api:
+        assert sweep(api, db, "--days", "7").code in (0, 1)
+    assert rows(db, "SELECT count(*) FROM runs WHERE start_time < now() - INTERVAL 7 DAY")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM runs")[0][0] > 0
