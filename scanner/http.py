@@ -33,6 +33,8 @@ from .auth import TokenProvider
 
 USER_AGENT = "flowleaks/0.1 (+https://github.com/flowleaks/flowleaks)"
 BLOCK_AFTER_STRIKES = 3  # Retry-Afters over the cap in a row before a service is failed fast
+CUT = 0.8          # a 429 window sets the rate to this share of what the service accepted
+RAISE_PER_S = 1.0  # then the rate grows back by this many req/s per second of traffic
 MIN_RATE = 4.0  # req/s: the AIMD floor, so one unlucky 429 on a small sweep doesn't crawl at 1 req/s
 
 
@@ -211,10 +213,14 @@ class HttpStats:
 class Pacer:
     """Shared rate control for one service: a pause on 429 for everyone, and AIMD pacing.
 
-    Starts unpaced. The first 429 sets the rate to 85% of what we were achieving; each success
-    adds a little back (about +2 req/s per second of traffic), each new 429 window takes 15% off.
-    This keeps us near the server's limit with few 429s without knowing the limit in advance.
+    Starts unpaced. A 429 sets the rate to 80% of what the service actually accepted over the last
+    two seconds (successes, not attempts: attempts overshoot most when we are furthest over the
+    limit); each success adds a little back (about +1 req/s per second of traffic), and each new
+    429 window cuts again. This settles just under the server's limit without knowing it
+    (benchmarks/crawl.py measures how close, and how many 429s it costs).
     """
+
+    WINDOW = 2.0  # seconds of successes that estimate the accepted rate
 
     def __init__(self, stats: HttpStats):
         self.stats = stats
@@ -223,7 +229,8 @@ class Pacer:
         self.blocked_until = 0.0
         self.strikes = 0  # Retry-Afters over the cap in a row
         self.next_slot = 0.0
-        self.sent: deque[float] = deque()
+        self.ok: deque[float] = deque()  # times of recent successes
+        self.first_ok = 0.0
         self.last_cut = 0.0
         self.lock = asyncio.Lock()
 
@@ -233,18 +240,20 @@ class Pacer:
             slot = max(now, self.pause_until, self.next_slot)
             if self.rate:
                 self.next_slot = slot + 1.0 / self.rate
-            self.sent.append(slot)
-            while self.sent and self.sent[0] < slot - 2.0:
-                self.sent.popleft()
         delay = slot - time.monotonic()
         if delay > 0:
-            self.stats.throttle_wait_s += delay if self.rate or self.pause_until > 0 else 0.0
+            self.stats.throttle_wait_s += delay
             await asyncio.sleep(delay)
 
     def on_success(self) -> None:
         self.strikes = 0
+        now = time.monotonic()
+        self.ok.append(now)
+        self.first_ok = self.first_ok or now
+        while self.ok and self.ok[0] < now - self.WINDOW:
+            self.ok.popleft()
         if self.rate:
-            self.rate += 2.0 / self.rate
+            self.rate += RAISE_PER_S / self.rate
 
     def on_throttle(self, retry_after: float | None) -> None:
         now = time.monotonic()
@@ -253,9 +262,10 @@ class Pacer:
         if now - self.last_cut < 1.0:  # the 429s of one burst cut once, not once per in-flight request
             return
         self.last_cut = now
-        recent = sum(1 for t in self.sent if t >= now - 1.0)
-        achieved = max(1.0, float(recent))
-        self.rate = max(MIN_RATE, min(self.rate or achieved, achieved) * 0.85)
+        # over the last WINDOW seconds, or since the first success if the scan is younger than that
+        span = max(0.5, min(self.WINDOW, now - self.first_ok)) if self.first_ok else self.WINDOW
+        accepted = sum(1 for t in self.ok if t >= now - self.WINDOW) / span
+        self.rate = max(MIN_RATE, min(self.rate or accepted, accepted) * CUT)
 
     def block(self, seconds: float) -> None:
         """The service asked us to stay away longer than we will wait: every later request to it
@@ -360,8 +370,10 @@ class HttpClient:
         token = await self.tokens.token(audience)
         if self.api_pacer.blocked_for():
             raise Throttled(url, self.api_pacer.blocked_for())
-        await self.api_pacer.wait_turn()
         async with self.slots:
+            # Paced after taking a connection slot: a pace slot taken first could expire while the
+            # request waits for a connection, and late requests bunch into bursts the service rejects.
+            await self.api_pacer.wait_turn()
             self.stats.requests += 1
             self.stats.api_requests += 1
             self.stats.count(kind)
@@ -422,8 +434,8 @@ class HttpClient:
         limit = self.config.max_content_bytes
         if self.content_pacer.blocked_for():
             raise Throttled(uri, self.content_pacer.blocked_for())
-        await self.content_pacer.wait_turn()
         async with self.slots:
+            await self.content_pacer.wait_turn()
             self.stats.requests += 1
             self.stats.content_requests += 1
             self.stats.count("content")
