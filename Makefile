@@ -25,7 +25,9 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/crawl.py
+	$(BIN)/python benchmarks/pacer.py
 	$(BIN)/python benchmarks/nightly.py
+	$(BIN)/python benchmarks/detectors.py
 
 clean:
 	rm -rf $(VENV) demo-output *.duckdb *.duckdb.key
