@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from . import posture
-from .http import HttpClient, check_transport_security, origin, redact_url
+from . import paging, posture
+from .http import HttpClient, check_transport_security, redact_url
 
 log = logging.getLogger("flowleaks.dataverse")
 API_PATH = "/api/data/v9.2"
@@ -85,38 +85,15 @@ class EnvVarScan:
 
 
 async def _rows(http: HttpClient, target: DataverseTarget, result: EnvVarScan, max_pages: int):
-    """Rows of the definitions query, following @odata.nextLink on the org's own origin only."""
-    first = f"{target.url}{API_PATH}{QUERY}"
-    base_origin = origin(first)
-    seen: set[str] = {first}
-    page_url: str | None = first
-    while page_url:
-        if result.pages >= max_pages:
-            result.errors.append(f"paging stopped after {max_pages} pages (a nextLink without end?): "
-                                 f"{redact_url(page_url)}")
-            return
-        result.pages += 1
-        page = await http.get_json(page_url, target.audience, "dataverse")
-        if not isinstance(page, dict):
-            result.errors.append(f"not a list page: {redact_url(page_url)}")
-            return
-        items = page.get("value")
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict):
+    """Rows of the definitions query; a paging problem is recorded in `result.errors` and ends it."""
+    try:
+        async for page in paging.pages(http, f"{target.url}{API_PATH}{QUERY}", target.audience, "dataverse",
+                                       max_pages):
+            result.pages += 1
+            for item in paging.dict_items(page):
                 yield item
-        link = page.get("@odata.nextLink")
-        if link:
-            try:
-                link = urljoin(page_url, str(link))
-                foreign = origin(link) != base_origin
-            except ValueError:
-                result.errors.append(f"nextLink refused: unparseable, at {redact_url(page_url)}")
-                return
-            if foreign or link in seen:
-                result.errors.append(f"nextLink refused: {redact_url(link)}")
-                return
-            seen.add(link)
-        page_url = link or None
+    except paging.PagingError as exc:
+        result.errors.append(f"{exc.reason}: {exc}")
 
 
 def _text(v: Any) -> str | None:

@@ -10,42 +10,19 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import quote, urlencode
 
-from .http import FlowleaksHttpError, HttpClient, origin, redact_url
+from . import paging
+from .http import FlowleaksHttpError, HttpClient, redact_url
+from .paging import ForeignNextLink, NextLinkLoop, PagingError, TooManyPages  # noqa: F401 - part of this API
 
 API_VERSION = "2016-11-01"
 PREFIX = "/providers/Microsoft.ProcessSimple"
-MAX_PAGES = 100_000  # a sanity bound; loops are caught earlier by the seen-link check
-
-
-class PagingError(FlowleaksHttpError):
-    reason = "paging error"
+MAX_PAGES = paging.MAX_PAGES
 
 
 class UnexpectedShape(FlowleaksHttpError):
     reason = "parse error"
-
-
-class ForeignNextLink(PagingError):
-    reason = "nextLink refused"
-
-    def __init__(self, link: str):
-        super().__init__(f"nextLink points to another origin, not followed: {redact_url(link)}")
-
-
-class NextLinkLoop(PagingError):
-    reason = "nextLink loop"
-
-    def __init__(self, link: str):
-        super().__init__(f"nextLink repeats (endless paging stopped): {redact_url(link)}")
-
-
-class TooManyPages(PagingError):
-    reason = "nextLink loop"
-
-    def __init__(self, link: str, pages: int):
-        super().__init__(f"paging stopped after {pages} pages (a nextLink without end?): {redact_url(link)}")
 
 
 def odata_time(dt: datetime) -> str:
@@ -144,30 +121,10 @@ class FlowApi:
     # -- paging ------------------------------------------------------------------------------
 
     async def pages(self, url: str, kind: str) -> AsyncIterator[list[dict]]:
-        seen: set[str] = {url}
-        for _ in range(self.max_pages):
-            page = await self.http.get_json(url, self.audience, kind)
-            if not isinstance(page, dict):
-                raise PagingError(f"expected a JSON object page at {redact_url(url)}")
-            items = page.get("value") or []
-            if not isinstance(items, list):
+        async for page in paging.pages(self.http, url, self.audience, kind, self.max_pages):
+            if "value" in page and not isinstance(page["value"], list):
                 raise PagingError(f"'value' is not a list at {redact_url(url)}")
-            yield [i for i in items if isinstance(i, dict)]
-            link = page.get("nextLink") or page.get("@odata.nextLink")
-            if not link:
-                return
-            try:
-                link = urljoin(url, str(link))  # absolute in practice; tolerate a relative one
-                foreign = origin(link) != origin(url)
-            except ValueError:  # 'http://[::1', a port over 65535: nothing we would follow
-                raise PagingError(f"unparseable nextLink at {redact_url(url)}") from None
-            if foreign:
-                raise ForeignNextLink(link)
-            if link in seen or link == url:
-                raise NextLinkLoop(link)
-            seen.add(link)
-            url = link
-        raise TooManyPages(url, self.max_pages)
+            yield paging.dict_items(page)
 
     async def items(self, url: str, kind: str) -> AsyncIterator[dict]:
         async for page in self.pages(url, kind):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
+from . import paging
 from .clouds import Cloud
-from .http import FlowleaksHttpError, HttpClient, origin, redact_url
+from .http import FlowleaksHttpError, HttpClient
 
 log = logging.getLogger("flowleaks.keyvault")
 API_VERSION = "7.4"
@@ -40,38 +41,13 @@ def vault_name(url: str) -> str:
 
 
 async def _items(http: HttpClient, url: str, audience: str, result: VaultLoad, max_pages: int):
-    """Items of a Key Vault list, following nextLink on the vault's own origin only."""
-    base_origin = origin(url)
-    seen: set[str] = {url}
-    page_url: str | None = url
-    pages = 0
-    while page_url:
-        pages += 1
-        if pages > max_pages:
-            result.errors.append(f"paging stopped after {max_pages} pages (a nextLink without end?): "
-                                 f"{redact_url(page_url)}")
-            return
-        page = await http.get_json(page_url, audience, "vault")
-        if not isinstance(page, dict):
-            result.errors.append(f"not a list page: {redact_url(page_url)}")
-            return
-        items = page.get("value") or []
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict):
+    """Items of a Key Vault list; a paging problem is recorded in `result.errors` and ends the list."""
+    try:
+        async for page in paging.pages(http, url, audience, "vault", max_pages):
+            for item in paging.dict_items(page):
                 yield item
-        link = page.get("nextLink")
-        if link:
-            try:
-                link = urljoin(page_url, str(link))
-                foreign = origin(link) != base_origin
-            except ValueError:
-                result.errors.append(f"nextLink refused: unparseable, at {redact_url(page_url)}")
-                return
-            if foreign or link in seen:
-                result.errors.append(f"nextLink refused: {redact_url(link)}")
-                return
-            seen.add(link)
-        page_url = link
+    except paging.PagingError as exc:
+        result.errors.append(f"{exc.reason}: {exc}")
 
 
 def _enabled(item: dict) -> bool:
