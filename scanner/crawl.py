@@ -600,8 +600,12 @@ class Crawl:
         raw = self.engine.scan(parsed, side=side)
         found = list(raw.hits)
         if source:
-            seen = {h.secret for h in found}
-            found += [h for h in source_output_hits(source, parsed, side) if h.secret not in seen]
+            for sh in source_output_hits(source, parsed, side):
+                # the whole field is the secret: a pattern/entropy hit on a piece of it is the same leak
+                found = [h for h in found if h.detector == "known_value" or not (
+                    h.json_path == sh.json_path and h.secret != sh.secret and h.secret in sh.secret)]
+                if sh.secret not in {h.secret for h in found}:
+                    found.append(sh)
         if self.opt.secret_sink is not None:
             for h in found:
                 self.opt.secret_sink(h.secret)

@@ -1,10 +1,12 @@
 """Known values (Key Vault, stdin, hashes) end to end, and the non-negotiable: no artefact holds a secret."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import stat
+from urllib.parse import quote
 
 import duckdb
 
@@ -50,6 +52,11 @@ def test_known_values_are_found_and_no_artefact_holds_a_secret(tenant, tmp_path)
     assert json.loads(summary.read_text())["complete"] is True
 
     secrets = tenant.secrets() | set(tenant.vault_secrets.values()) | {stdin_secret, token}
+    # and their encodings: URL-encoded, JSON-escaped, base64 (a reversible form is a leak too)
+    encoded = set()
+    for s in secrets:
+        encoded |= {quote(s, safe=""), json.dumps(s)[1:-1], base64.b64encode(s.encode()).decode()}
+    secrets |= {e for e in encoded if len(e) >= 8}
     for path in files:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
         data = path.read_bytes()

@@ -44,6 +44,11 @@ def test_sweep_finds_every_visible_plant_fetches_each_link_once_and_never_sends_
     assert checked > 100
     assert missed == []
     assert leaked == []
+    # precision: run findings that are a planted secret (decoys must not be reported)
+    planted = set().union(*(plant_fingerprints(p) for p in tenant.iter_plants()))
+    reported = rows(db, "SELECT fingerprint FROM findings WHERE detector <> 'posture'")
+    precision = sum(1 for (f,) in reported if f in planted) / len(reported)
+    assert precision >= 0.95, precision
     # every link fetched at most once, none fetched twice; secured links recorded, never fetched
     assert stats.content_fetches and max(stats.content_fetches.values()) == 1
     secured = rows(db, "SELECT count(*) FROM skipped WHERE reason = 'secured'")[0][0]
