@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import __version__
-from .config import (connection_options, dataverse_options, known_value_options, scope_options, settings_from,
+from .config import (connection_options, output_options, dataverse_options, known_value_options, scope_options, settings_from,
                      window)
 from .crawl import CrawlOptions
 from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan, write_summary_json
@@ -32,9 +32,7 @@ def cli(verbose: int) -> None:
 @scope_options
 @known_value_options
 @dataverse_options
-@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
-@click.option("--summary-json", type=click.Path(dir_okay=False),
-              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
+@output_options
 def sweep(**kw) -> None:
     """Scan every run in a time window (default: the 30-day retention window) for secrets.
 
@@ -112,9 +110,7 @@ def record(**kw) -> None:
 @click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
 @known_value_options
 @dataverse_options
-@click.option("--quiet", is_flag=True, help="No progress line on stderr.")
-@click.option("--summary-json", type=click.Path(dir_okay=False),
-              help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")
+@output_options
 def scan(**kw) -> None:
     """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
 

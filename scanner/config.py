@@ -135,6 +135,13 @@ def scope_options(f: Callable) -> Callable:
     return f
 
 
+def output_options(f: Callable) -> Callable:
+    """What a scheduled or interactive scan reports besides the summary."""
+    f = click.option("--summary-json", type=click.Path(dir_okay=False),
+                     help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")(f)
+    return click.option("--quiet", is_flag=True, help="No progress line on stderr.")(f)
+
+
 def known_value_options(f: Callable) -> Callable:
     opts = [
         click.option("--known-vault", "known_vaults", multiple=True,

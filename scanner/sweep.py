@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .auth import make_token_provider
 from .config import Settings
@@ -62,6 +62,7 @@ def build_engine(key: bytes, known_sources: KnownSources | None):
     if known_sources:
         if known_sources.stdin_lines is not None:
             known.add_values_from_lines(known_sources.stdin_lines, source_prefix="stdin")
+            known_sources.stdin_lines = None  # nothing of the values is kept past this point
         if known_sources.hashes_file:
             with open(known_sources.hashes_file, encoding="utf-8") as f:
                 known.add_hashes_from_lines(f, source_prefix=known_sources.hashes_file)
@@ -164,8 +165,10 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         store.close()
 
 
-def read_stdin_lines() -> list[str]:
-    return [line.rstrip("\r\n") for line in sys.stdin]
+def read_stdin_lines() -> Iterator[str]:
+    """Known values from stdin, one per line, read lazily: each line is hashed as it is read, so no
+    list of plaintext values outlives the loading (DESIGN invariant 4)."""
+    return (line.rstrip("\r\n") for line in sys.stdin)
 
 
 def write_summary_json(path: str, outcome: Outcome) -> None:
