@@ -49,6 +49,27 @@ def rules_by_id() -> dict[str, Rule]:
     return {r.id: r for r in RULES}
 
 
+def _ruleset_digest(root: "Path | None" = None) -> str:
+    """The rule set's identity: every detector module's source (rules, filters, walker, decoders) and
+    detect-secrets' version. Any rule upgrade changes it, so cached scan results are not reused."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    h = hashlib.sha256(b"flowleaks ruleset v1")
+    for path in sorted((root or Path(__file__).parent).rglob("*")):
+        if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        h.update(version("detect-secrets").encode())
+    except PackageNotFoundError:
+        pass
+    return h.hexdigest()[:32]
+
+
+RULESET_DIGEST = _ruleset_digest()
+
+
 _DETECTOR_RANK = {"known_value": 3, "pattern": 2, "entropy": 1}
 # Keys that make KeywordDetector look (mirror of its DENYLIST, lowercase, as a search regex)
 _DS_KEYWORD_KEY = re.compile(r"(?i)(api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key|"
@@ -157,6 +178,15 @@ class Engine:
         self._in_session = False
         self._pre = _Prefilter()
         self.stats = {"payloads": 0, "leaves": 0, "chars": 0}
+
+    @property
+    def version(self) -> str:
+        """What a cached result of this engine depends on: the rule set, the known-value set (it can
+        grow while vaults load, so this is read when needed, not at construction) and the limits."""
+        import hashlib
+
+        known = self.known.digest() if self.known is not None else "none"
+        return hashlib.sha256(f"{RULESET_DIGEST}|{known}|{self.limits!r}".encode()).hexdigest()[:32]
 
     # -- settings context --------------------------------------------------------------------------
     @contextlib.contextmanager

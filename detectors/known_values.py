@@ -292,6 +292,16 @@ class KnownValues:
                         for sid in ids:
                             found[(lo + j, L, sid)] = None
 
+    def digest(self) -> str:
+        """Identity of the known-value set (keyed hashes only): a scan cache keyed by it is invalidated
+        whenever a value is added or removed. Reveals nothing of the values (HMAC outputs, re-hashed)."""
+        h = hashlib.sha256(b"flowleaks known-value set v1")
+        for mac in sorted(self._full):
+            h.update(b"v" + mac)
+        for mac in sorted(self._whole):
+            h.update(b"w" + mac)
+        return h.hexdigest()[:32]
+
     def __repr__(self) -> str:
         return (f"KnownValues(values={self.values}, hashes={self.hashes}, variants={len(self._full)}, "
                 f"ignored_short={self.ignored_short})")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -114,16 +116,28 @@ class ContentResult:
     skipped: tuple[Skip, ...] = ()
     dropped: tuple[Drop, ...] = ()
 
+    # Serialised by field name, never by position: a field added or reordered later cannot shift
+    # a cached fingerprint into the preview column.
     def to_json(self) -> str:
-        return json.dumps({"hits": [[getattr(h, f) for f in RedactedHit.__slots__] for h in self.hits],
-                           "skipped": [[k.json_path, k.reason, k.detail] for k in self.skipped],
-                           "dropped": [[d.rule_id, d.filter, d.json_path] for d in self.dropped]})
+        return json.dumps({"hits": [{f: getattr(h, f) for f in RedactedHit.__slots__} for h in self.hits],
+                           "skipped": [{"json_path": k.json_path, "reason": k.reason, "detail": k.detail}
+                                       for k in self.skipped],
+                           "dropped": [{"rule_id": d.rule_id, "filter": d.filter, "json_path": d.json_path}
+                                       for d in self.dropped]})
 
     @classmethod
     def from_json(cls, text: str) -> "ContentResult":
         d = json.loads(text)
-        return cls(tuple(RedactedHit(*h) for h in d["hits"]), tuple(Skip(*k) for k in d["skipped"]),
-                   tuple(Drop(*x) for x in d["dropped"]))
+        return cls(tuple(RedactedHit(**h) for h in d["hits"]), tuple(Skip(**k) for k in d["skipped"]),
+                   tuple(Drop(**x) for x in d["dropped"]))
+
+
+def cache_version(engine: Any, key: bytes) -> str:
+    """The identity a cached content result depends on: the engine (rule set with its code version,
+    the known-value set, limits) and the fingerprint key (the cached hits carry fingerprints made
+    with it). The key enters only as a keyed digest, so the database cannot be used to test keys."""
+    key_id = hmac.new(key, b"flowleaks content cache key id", hashlib.sha256).hexdigest()[:16]
+    return hashlib.sha256(f"{engine.version}|{key_id}".encode()).hexdigest()[:32]
 
 
 def valid_md5_key(link: dict) -> str | None:
@@ -163,7 +177,7 @@ class Crawl:
         self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self.suppressed = {(fp, rule) for fp, rule in store.active_suppressions()}
         self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
-        self.engine_version = getattr(engine, "version", "engine")
+        self.engine_version: str | None = None  # set when the crawl starts: vaults load before that
         self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
 
     # -- skips and findings --------------------------------------------------------------------
@@ -234,6 +248,7 @@ class Crawl:
     # -- the walk ------------------------------------------------------------------------------
 
     async def run(self) -> CrawlStats:
+        self.engine_version = cache_version(self.engine, self.key)
         try:
             envs = await self.api.environments()
         except FlowleaksHttpError as exc:
