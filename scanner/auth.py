@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Protocol
 
 from .clouds import Cloud
+
+# Lines name the method and the audience, never a token, secret or MSAL's raw result.
+log = logging.getLogger("flowleaks.auth")
 
 AUTH_METHODS = ("auto", "token", "client-secret", "certificate", "device-code", "managed-identity")
 
@@ -94,6 +98,8 @@ class MsalTokens:
                     f"{result.get('error', 'unknown error')}: "
                     f"{_first_line(result.get('error_description', ''))}")
             expires = time.time() + float(result.get("expires_in", 3600))
+            log.info("%s: token acquired for %s (valid %.0f min)", self.method, audience,
+                     (expires - time.time()) / 60)
             self._cache[audience] = (result["access_token"], expires)
             return result["access_token"]
 
@@ -180,6 +186,7 @@ def resolve_method(cfg: AuthConfig) -> str:
 
 def make_token_provider(cfg: AuthConfig, cloud: Cloud) -> TokenProvider:
     method = resolve_method(cfg)
+    log.debug("auth method: %s", method)
     if method == "token":
         if not cfg.access_token:
             raise AuthError("token: FLOWLEAKS_ACCESS_TOKEN is empty")

@@ -2,28 +2,38 @@
 
 `flowleaks record` wraps the sweep's HTTP transport in `RecordingTransport`; `replay.py` serves a
 cassette back over loopback HTTP. Scrubbing removes what would make a cassette a leak: every request
-header (Authorization included), SAS `sig` values in any URL or body, and — unless the cassette is
-built from a fake tenant on purpose — every secret the detectors find in a body.
+header (Authorization included), SAS `sig` values in every encoding wherever they appear (URIs,
+kept headers, bodies, JSON nested in JSON strings), and — unless the cassette is built from a fake
+tenant on purpose — every secret the sweep found or the detectors find in a body, of any length.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import httpx
 import yaml
 
-SIG_RE = re.compile(r"(?i)(\bsig=|%26sig%3d)[^&\"'\s\\]+")
+from detectors.known_values import KnownValues
+
+from . import redact
+
+SIG_RE = redact.SIG_RE
 SCRUBBED_SIG = "SCRUBBED"
 DROPPED_QUERY = {"sig"}
+MARKER_RE = re.compile(r"SCRUBBED-[\w.-]+-.{0,4}…\(\d+\)")
 
 
 def scrub_sig(text: str) -> str:
-    return SIG_RE.sub(lambda m: m.group(1) + SCRUBBED_SIG, text)
+    """Every `sig` value, in every encoding (`sig=`, `%3Fsig%3D`, `%26sig%3D`, `\\u0026sig=`, `&amp;sig=`,
+    `"sig": "…"`), becomes SCRUBBED. The replay matches URIs with `sig` left out, so it still plays."""
+    return redact.scrub_sig(text, SCRUBBED_SIG)
 
 
 def normalise_uri(uri: str) -> str:
@@ -68,7 +78,9 @@ class Cassette:
     def save(self, path: str | Path) -> None:
         data = {"interactions": [i.to_vcr() for i in self.interactions], "version": 1}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+        from .private import open_private  # a cassette of a real tenant is private even when scrubbed
+
+        with open_private(path, "w") as f:
             yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True, width=120)
 
     @classmethod
@@ -102,7 +114,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         body = await response.aread()
         await response.aclose()
         uri = str(request.url)
-        keep = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
+        keep = {k: scrub_sig(v) for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
         key = (request.method, normalise_uri(uri))
         prior = self.by_key.get(key)
         if prior is None or prior.status != 200:
@@ -124,36 +136,139 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return Cassette(out)
 
 
-def leaf_scrubber(engine: Any) -> Callable[[str], str]:
-    """Replace every JSON string leaf in which `engine` finds a secret with a marker.
+class FoundSecrets(KnownValues):
+    """The secrets a `record` sweep found, as keyed hashes only (invariant 4: no plaintext kept).
 
-    Whole leaves go, not substrings: a secret inside a Basic header, a `$content` base64 body or a
-    query string is only reversible-encoded there, so the encoded leaf has to go with it. Give the
-    engine the sweep's found secrets as known values and it finds them in every encoding.
+    KnownValues ignores values shorter than MIN_LENGTH (in a scan they would match everywhere), but
+    a cassette must lose a five-character password too. Short values are kept here as keyed hashes
+    of their raw, JSON-, URL- and XML-escaped forms and looked for at every position of a string by
+    `short_spans`; long ones go to KnownValues, which finds them in every encoding.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self._short: set[bytes] = set()
+        self._short_lengths: set[int] = set()
+
+    def add_value(self, value: str | bytes, source: str = "found") -> bool:
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if len(value.strip()) >= self.MIN_LENGTH:
+            return super().add_value(value, source)
+        forms = _short_forms(value)
+        for form in forms:
+            self._short.add(self._short_mac(form))
+            self._short_lengths.add(len(form))
+        return bool(forms)
+
+    @property
+    def has_short_values(self) -> bool:
+        return bool(self._short)
+
+    def _short_mac(self, text: str) -> bytes:
+        # blake2b: keyed, and fast enough to run at every position of every string
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key[:64], digest_size=16).digest()
+
+    def short_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every short found value inside `text`."""
+        if not self._short:
+            return []
+        mac, table = self._short_mac, self._short
+        return [(i, i + n) for n in self._short_lengths for i in range(len(text) - n + 1)
+                if mac(text[i:i + n]) in table]
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_short": self._short, "_short_lengths": self._short_lengths}
+
+
+def _short_forms(value: str) -> set[str]:
+    forms: set[str] = set()
+    for v in {value, value.strip()}:
+        if v:
+            forms |= {v, json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], quote(v, safe=""),
+                      xml_escape(v)}
+    return forms
+
+
+def _cut(text: str, spans: Iterable[tuple[int, int]], marker: str) -> str:
+    """`text` with every span (overlapping ones merged) replaced by `marker`."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if end <= pos:
+            continue
+        out.append(text[pos:max(pos, start)])
+        out.append(marker)
+        pos = end
+    return "".join(out) + text[pos:]
+
+
+def leaf_scrubber(engine: Any) -> Callable[[str], str]:
+    """A body scrubber: every secret `engine` finds in a JSON string (value or key) is replaced by a
+    marker with its redacted preview, where it stands, so a secret inside a longer string goes and
+    the rest of the string stays.
+
+    When a secret is left that no substring search can see — only a reversible encoding of it is in
+    the string (a Basic header, a `$content` base64 body, a URL-encoded query) — the whole string
+    goes. Give the engine a `FoundSecrets` of everything the sweep found (including what only the flow
+    definition reveals, like a Key Vault Get secret's output) and it finds those in every encoding,
+    whatever their length.
     """
     from detectors.base import preview
+    from detectors.payload import walk as layers
 
-    def marker(text: str) -> str | None:
-        result = engine.scan(text, side="action_outputs")
-        if not result.hits:
-            return None
-        h = max(result.hits, key=lambda x: len(x.secret))
-        return f"SCRUBBED-{h.rule_id}-{preview(h.secret)}"
+    known = engine.known
 
-    def walk(node: Any) -> Any:
+    def marker(rule_id: str, secret: str) -> str:
+        return f"SCRUBBED-{rule_id}-{preview(secret)}"
+
+    def short_marker(length: int) -> str:  # a short value's preview shows no characters anyway
+        return f"SCRUBBED-found-…({length})"
+
+    def hits(text: str, key: str | None) -> list:
+        # the key gives the keyword rules the context they had in the sweep
+        found = engine.scan({key: text} if key else text, side="action_outputs").hits
+        return [h for h in found if h.secret and not MARKER_RE.fullmatch(h.secret)]
+
+    def scrub_detected(text: str, key: str | None) -> str:
+        for _ in range(3):  # replace where they stand, then look again
+            left = sorted(hits(text, key), key=lambda h: -len(h.secret))
+            if not left:
+                return text
+            raw = [h for h in left if h.secret in text]
+            if not raw:
+                break
+            for h in raw:
+                text = text.replace(h.secret, marker(h.rule_id, h.secret))
+        return marker(left[0].rule_id, left[0].secret)
+
+    def scrub_short(text: str, key: str | None) -> str:
+        if not getattr(known, "has_short_values", False):
+            return text
+        spans = known.short_spans(text)
+        text = _cut(text, spans, short_marker(spans[0][1] - spans[0][0])) if spans else text
+        # a short value inside an encoded layer (base64, Basic, URL-encoded...) takes its whole string
+        decoded = layers({key: text} if key else text)[0]
+        inside = next((end - start for lf in decoded if lf.decoding != "raw"
+                       for start, end in known.short_spans(lf.value)), None)
+        return short_marker(inside) if inside else text
+
+    def scrub_string(text: str, key: str | None = None) -> str:
+        return scrub_short(scrub_detected(text, key), key)
+
+    def walk(node: Any, key: str | None = None) -> Any:
         if isinstance(node, str):
-            return marker(node) or node
+            return scrub_string(node, key)
         if isinstance(node, list):
-            return [walk(x) for x in node]
+            return [walk(x, key) for x in node]
         if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items()}
+            return {scrub_string(k): walk(v, k) for k, v in node.items()}
         return node
 
     def scrub(text: str) -> str:
         try:
             body = json.loads(text)
         except ValueError:
-            return marker(text) or text
+            return scrub_string(text)
         return json.dumps(walk(body), ensure_ascii=False)
 
     return scrub

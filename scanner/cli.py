@@ -2,7 +2,6 @@
 3 incomplete (something planned was not scanned), 4 unexpected error."""
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -11,20 +10,24 @@ from . import __version__
 from .config import (connection_options, output_options, dataverse_options, known_value_options, scope_options, settings_from,
                      window)
 from .crawl import CrawlOptions
-from .sweep import EXIT_ERROR, KnownSources, read_stdin_lines, run_scan, write_summary_json
+from .logs import setup_logging
+from .private import restrict_umask
+from .sweep import (EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_USAGE, KnownSources, read_stdin_lines, run_scan,
+                    write_summary_json)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="flowleaks")
-@click.option("-v", "--verbose", count=True, help="More log detail on stderr (never secrets or tokens).")
+@click.option("-v", "--verbose", count=True,
+              help="More log detail on stderr: -v progress, -vv each request (never secrets or tokens).")
 def cli(verbose: int) -> None:
     """Find secrets leaked into Microsoft Power Automate run history.
 
     Start with `flowleaks sweep` (incident response over a time window) or `flowleaks scan` (the
     incremental nightly job); findings land in DuckDB for `flowleaks query`.
     """
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Every line goes through the redacting filter: -v must never print a sig, token or secret.
+    setup_logging(verbose)
 
 
 @cli.command()
@@ -74,16 +77,15 @@ def record(**kw) -> None:
     import httpx
 
     from detectors.engine import Engine
-    from detectors.known_values import KnownValues
 
-    from .cassette import RecordingTransport, leaf_scrubber
+    from .cassette import FoundSecrets, RecordingTransport, leaf_scrubber
 
     settings = settings_from(kw)
     since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
     keep = kw.pop("keep_secrets")
     # Every secret the sweep finds is remembered as keyed hashes of its encodings (never plaintext),
-    # so the cassette can be scrubbed of it wherever and however it appears.
-    found = KnownValues(key=os.urandom(32))
+    # so the cassette can be scrubbed of it wherever and however it appears, however short.
+    found = FoundSecrets(key=os.urandom(32))
     options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
                            until=until, status=kw.pop("status"), kind="record",
                            secret_sink=None if keep else (lambda secret: found.add_value(secret, "found")))
@@ -146,6 +148,9 @@ def _run(settings, options, kw, params) -> None:
     summary_path = kw.pop("summary_json", None)
     if summary_path:
         write_summary_json(summary_path, outcome)
+    scope_error = outcome.scope_error()
+    if scope_error:
+        click.echo(f"flowleaks: {scope_error}", err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -164,32 +169,53 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: an unexpected error exits 4 with one line, never 1 ('findings')."""
+    """Console entry point: every command's code becomes the process exit status; an error never
+    exits 1 ('findings'); an unexpected error exits 4 with one line."""
+    restrict_umask()  # everything this process creates (DB, WAL, spill, exports) is owner-only
+    sys.exit(_invoke())
+
+
+def _invoke() -> int:
     try:
-        cli.main(standalone_mode=False)
+        # standalone_mode=False hands errors to us instead of exiting, and in exchange click *returns*
+        # what the command returned (or the code of its ctx.exit): that value is the exit status.
+        return _status(cli.main(standalone_mode=False))
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_ERROR)
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
+        # click's default ClickException code is 1, which here means "open findings": an error must
+        # never read as findings, so it becomes a usage error (UsageError/BadParameter are 2 already).
+        return EXIT_USAGE if exc.exit_code == EXIT_FINDINGS else exc.exit_code
+    except click.exceptions.Abort as exc:
+        # with standalone_mode=False click turns Ctrl-C (and EOF at a prompt) into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("flowleaks: interrupted; rerun to resume (findings so far are stored)", err=True)
+        else:
+            click.echo("aborted", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # outside a command's invocation (e.g. while the group parses)
         click.echo("flowleaks: interrupted; rerun to resume (findings so far are stored)", err=True)
-        sys.exit(EXIT_ERROR)
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001
-        from .errors import describe
-        from .store import StoreBusy
+        return _unexpected(exc)
 
-        if isinstance(exc, StoreBusy):
-            click.echo(f"flowleaks: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        what = describe(exc)
-        click.echo(f"flowleaks: stopped by an unexpected error: {what}", err=True)
-        sys.exit(EXIT_ERROR)
+
+def _status(rv: object) -> int:
+    """A command that returns an int exits with it; one that returns nothing (or anything else) exits
+    0, as in click's standalone mode. bool is not a code."""
+    return rv if type(rv) is int else EXIT_CLEAN
+
+
+def _unexpected(exc: Exception) -> int:
+    from .errors import describe
+    from .store import StoreBusy
+
+    if isinstance(exc, StoreBusy):
+        click.echo(f"flowleaks: {exc}", err=True)
+    else:
+        click.echo(f"flowleaks: stopped by an unexpected error: {describe(exc)}", err=True)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

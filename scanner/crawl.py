@@ -25,18 +25,25 @@ from detectors.base import Drop, Skip, fingerprint, preview
 from detectors.source_outputs import source_output_hits
 
 from . import definition as defn
-from . import posture
+from . import lifecycle, posture
 from .flow_api import (FlowApi, content_links, is_secured, link_key, odata_time, parse_api_time, run_filter)
 from .errors import describe
+from .redact import redact_text
 from .http import ApiError, FlowleaksHttpError, HttpClient, LinkExpired
 from .store import Batch, Store, finding_id, utcnow
 
 log = logging.getLogger("flowleaks.crawl")
 
-RETENTION_DAYS = 30
-# Skips that do not make a scan incomplete: nobody can read secured content in run history either,
-# and a run that aged out between listing and reading is gone for everyone.
-NON_BLOCKING_SKIPS = frozenset({"secured", "gone"})
+RETENTION_DAYS = lifecycle.RETENTION_DAYS
+# Skips that do not make a scan incomplete: nobody can read secured content in run history either;
+# a run that aged out between listing and reading is gone for everyone; an action that did not run
+# (status Skipped) or is still running has no content yet; a side an action has no content on (one
+# link present, the other absent) has nothing to read; a foreign nextLink re-read from the API's own
+# origin lost nothing.
+NON_BLOCKING_SKIPS = frozenset({"secured", "gone", "not run", "no content", "nextLink rehomed"})
+# Trigger/action types whose executions carry no content links at all (a schedule fires with nothing).
+NO_CONTENT_TYPES = frozenset({"recurrence"})
+NOT_RUN_STATUSES = frozenset({"skipped", "running", "waiting", "paused", "suspended"})
 # Definition action types that have no content links of their own in run history.
 CONTAINER_TYPES = frozenset({"scope", "if", "switch", "foreach", "until", "terminate"})
 
@@ -70,6 +77,10 @@ class CrawlStats:
     skipped: Counter = field(default_factory=Counter)
     blocking_skips: int = 0
     outside_window: int = 0   # runs the server listed although they are outside the window
+    flows_listed: int = 0     # flows the API listed in the chosen environments, before --flow
+    unmatched_scope: list[str] = field(default_factory=list)  # --env/--flow values that matched nothing
+    known_scope: list[str] = field(default_factory=list)      # what exists, to name in that error
+    resolved: int = 0         # run findings resolved because the API no longer serves their run
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -91,6 +102,9 @@ class FlowContext:
     causes: dict = field(default_factory=dict)       # (action, side[, fingerprint]) -> Cause | None
     sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
     secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
+    gone: list[str] = field(default_factory=list)    # runs the API answered 404 for
+    listed: set[str] = field(default_factory=set)    # runs the listing returned in the window
+    window: tuple | None = None  # (low, high, low_exclusive) of a complete, unfiltered runs listing
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +171,18 @@ class ContentUnit:
     action: str
     repetition: str | None
     side: str
-    link: Any
+    link: Any                   # the link object, None (the API sent null) or None when absent
+    status: str = ""            # the action's (or repetition's) run status, lowercased
+    sibling: bool = False       # the other side of the same action execution has a readable link
+
+
+def units_of(name: str, repetition: str | None, prefix: str, props: dict) -> list[ContentUnit]:
+    """The two sides of one trigger/action/repetition execution, as the API showed them."""
+    links = content_links(props)
+    status = text(props.get("status")).lower()
+    return [ContentUnit(name, repetition, f"{prefix}_{io}", link, status,
+                        not is_secured(links["outputs" if io == "inputs" else "inputs"]))
+            for io, link in links.items()]
 
 
 class Crawl:
@@ -179,17 +204,30 @@ class Crawl:
         self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
         self.engine_version: str | None = None  # set when the crawl starts: vaults load before that
         self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
+        self.flow_listing_failed = False
+        self.flows_seen: dict[str, str] = {}  # lower(id or display name) -> "name (id)", for --flow errors
 
     # -- skips and findings --------------------------------------------------------------------
 
     def skip(self, env: str | None, flow: str | None, run: str | None, action: str | None,
              side: str | None, reason: str, detail: str = "", repetition: str | None = None) -> None:
         self.stats.skipped[reason] += 1
-        if reason not in NON_BLOCKING_SKIPS:
+        blocking = reason not in NON_BLOCKING_SKIPS
+        if blocking:
             self.stats.blocking_skips += 1
             self.flow_blocking[(env, flow)] = self.flow_blocking.get((env, flow), 0) + 1
-        self.batch.skipped.append((self.scan_id, env, flow, run, action, side, reason, detail[:500],
+        # server messages can echo URLs (with their sig) or values: stored and logged redacted
+        detail = redact_text(detail)[:500]
+        log.log(logging.INFO if blocking else logging.DEBUG, "skipped %s%s%s%s: %s%s",
+                env or "-", f"/{flow}" if flow else "", f"/{run}" if run else "", f" {action}" if action else "",
+                reason, f" ({detail})" if detail else "")
+        self.batch.skipped.append((self.scan_id, env, flow, run, action, side, reason, detail,
                                    repetition, utcnow()))
+
+    def rehomed(self, env: str | None, flow: str | None = None, run: str | None = None,
+                action: str | None = None) -> Callable[[str], None]:
+        """A paging callback: a foreign nextLink re-read from home is on record, as a warning."""
+        return lambda note: self.skip(env, flow, run, action, None, "nextLink rehomed", note)
 
     def _status_for(self, fp: str, fid: str, rule: str) -> str:
         for key in (fp, fid):
@@ -249,8 +287,9 @@ class Crawl:
 
     async def run(self) -> CrawlStats:
         self.engine_version = cache_version(self.engine, self.key)
+        log.info("listing environments")
         try:
-            envs = await self.api.environments()
+            envs = await self.api.environments(on_rehome=self.rehomed(None))
         except FlowleaksHttpError as exc:
             self.skip(None, None, None, None, None, exc.reason, f"listing environments: {exc}")
             await self.flush(force=True)
@@ -259,34 +298,62 @@ class Crawl:
         if wanted:
             found = {e.name.lower() for e in envs} | {(e.display_name or "").lower() for e in envs}
             for missing in sorted(wanted - found):
+                self.stats.unmatched_scope.append(f"--env {missing}")
                 self.skip(missing, None, None, None, None, "not found", "environment not listed by the API")
+            if wanted - found:
+                self.stats.known_scope = sorted(f"{e.name} ({e.display_name})" if e.display_name else e.name
+                                                for e in envs)
             envs = [e for e in envs if e.name.lower() in wanted or (e.display_name or "").lower() in wanted]
+        log.info("%d environment(s) in scope", len(envs))
         self.stats.environments_planned = len(envs)
         self.store.upsert_environments([(e.name, e.display_name, e.location, e.is_default,
                                          e.flow_endpoint, self.scan_id) for e in envs])
         for env in envs:
             await self.scan_environment(env.name)
+        self._check_scope(envs)
         await self.flush(force=True)
         self.detect_pool.shutdown(wait=True)
         return self.stats
+
+    def _check_scope(self, envs: list) -> None:
+        """A scope that matches nothing is a typo, not a clean result; nothing listed is not clean either."""
+        wanted = {f.lower() for f in self.opt.flows}
+        if wanted and envs:
+            missing = sorted(w for w in wanted if w not in self.flows_seen)
+            for m in missing:
+                self.stats.unmatched_scope.append(f"--flow {m}")
+            if missing:
+                self.stats.known_scope = sorted(set(self.flows_seen.values()))
+        if envs and self.stats.flows_listed == 0 and not self.flow_listing_failed:
+            self.skip(None, None, None, None, None, "nothing in scope",
+                      "the API listed no flows: an identity in maker scope sees only its own flows; use "
+                      "--as-admin, and register the app as a Power Platform management app")
+        elif not envs and not self.stats.unmatched_scope:
+            self.skip(None, None, None, None, None, "nothing in scope",
+                      "the API listed no environments: check the identity's Power Platform access")
 
     async def scan_environment(self, env: str) -> None:
         wanted = {f.lower() for f in self.opt.flows}
         tasks: list[asyncio.Task] = []
         flow_slots = asyncio.Semaphore(8)
+        log.info("listing flows of %s", env)
         try:
-            async for item in self.api.flows(env):
+            async for item in self.api.flows(env, on_rehome=self.rehomed(env)):
                 flow_id = str(item.get("name"))
                 name = text(as_dict(item.get("properties")).get("displayName"))
+                self.stats.flows_listed += 1
+                label = f"{name} ({flow_id})" if name else flow_id
+                self.flows_seen[flow_id.lower()] = label
+                if name:
+                    self.flows_seen[name.lower()] = label
                 if wanted and flow_id.lower() not in wanted and name.lower() not in wanted:
                     continue
                 self.stats.flows_planned += 1
                 await flow_slots.acquire()
                 task = asyncio.create_task(self._flow_task(env, item, flow_slots))
                 tasks.append(task)
-        except ApiError as exc:
-            self.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
         except FlowleaksHttpError as exc:
+            self.flow_listing_failed = True
             self.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
         if tasks:
             await asyncio.gather(*tasks)
@@ -312,6 +379,8 @@ class Crawl:
             ctx.props = props
             self.store.touch_flow(env, flow_id, self.scan_id)
         ok = await self.scan_runs(ctx)
+        if ok:
+            await self.resolve_gone(ctx)
         if ok and not self.flow_blocking.get((env, flow_id)):
             self.stats.flows_scanned += 1
             if self.opt.incremental:
@@ -389,6 +458,30 @@ class Crawl:
                              "AND status <> 'resolved' AND NOT list_contains(?, finding_id)",
                              [environment, keep])
 
+    async def resolve_gone(self, ctx: FlowContext) -> None:
+        """Resolve run findings whose run the API no longer serves: not in this complete listing of the
+        window, or 404 when read. Findings of older runs outside the window are checked by reading the
+        run (the service's retention varies by plan: the clock alone never resolves anything)."""
+        env, flow = ctx.environment, ctx.flow_id
+        con = self.store.con
+        if ctx.window is not None:
+            low, high, exclusive = ctx.window
+            self.stats.resolved += lifecycle.resolve_unlisted(con, env, flow, low, high, sorted(ctx.listed),
+                                                              low_exclusive=exclusive)
+            oldest = datetime.now(timezone.utc) - timedelta(days=RETENTION_DAYS)
+            before = min(low, oldest) if low is not None else oldest
+            for run_id in lifecycle.runs_to_probe(con, env, flow, before):
+                try:
+                    await self.api.get_run(env, flow, run_id)
+                except ApiError as exc:
+                    if exc.code == "WorkflowRunNotFound" or exc.status == 404:
+                        ctx.gone.append(run_id)
+                except FlowleaksHttpError:  # unknown: the finding stays open
+                    pass
+        if ctx.gone:
+            log.info("%s/%s: %d run(s) no longer served; their findings are resolved", env, flow, len(ctx.gone))
+            self.stats.resolved += lifecycle.resolve_runs(con, env, flow, ctx.gone)
+
     async def scan_runs(self, ctx: FlowContext) -> bool:
         """List the flow's runs (window, or after the watermark) and scan each; False if listing failed."""
         env, flow_id = ctx.environment, ctx.flow_id
@@ -423,9 +516,10 @@ class Crawl:
             await self.run_slots.acquire()
             tasks.append(asyncio.create_task(self._run_task(ctx, run)))
 
-        listed: set[str] = set()
+        listed = ctx.listed
+        log.debug("listing runs of %s/%s (%s)", env, flow_id, filt)
         try:
-            async for page in self.api.runs(env, flow_id, filt):
+            async for page in self.api.runs(env, flow_id, filt, on_rehome=self.rehomed(env, flow_id)):
                 for run in page:
                     if not wanted(run):
                         self.stats.outside_window += 1
@@ -442,6 +536,8 @@ class Crawl:
             self.skip(env, flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
         if tasks:
             await asyncio.gather(*tasks)
+        if ok and not status:  # a status filter lists only some runs: absence proves nothing then
+            ctx.window = ((parse_watermark(after) if after else since), self.opt.until, bool(after))
         return ok
 
     async def _run_task(self, ctx: FlowContext, run: dict) -> None:
@@ -461,6 +557,7 @@ class Crawl:
         except ApiError as exc:
             if exc.code == "WorkflowRunNotFound" or exc.status == 404:
                 self.skip(env, flow, run_id, None, None, "gone", str(exc))
+                ctx.gone.append(run_id)
                 return
             raise
         meta: list[tuple] = []
@@ -475,10 +572,14 @@ class Crawl:
                 continue
             if refreshed is None:  # an expired link: re-read the run once for fresh links
                 again = await self.api.get_run(env, flow, run_id)
-                refreshed = {(u.action, u.repetition, u.side): u.link
+                refreshed = {(u.action, u.repetition, u.side): u
                              for u in await self.collect_units(ctx, run_id, again)}
-            fresh = ContentUnit(unit.action, unit.repetition, unit.side,
-                                refreshed.get((unit.action, unit.repetition, unit.side)))
+            fresh = refreshed.get((unit.action, unit.repetition, unit.side))
+            if fresh is None or fresh.link is None:  # the re-read run lacks it: still the expired link
+                self.skip(env, flow, run_id, unit.action, unit.side, "expired",
+                          "content link expired and the re-read run has no fresh link", unit.repetition)
+                skipped += 1
+                continue
             if await self.scan_unit(ctx, run_id, run_start, fresh, last_try=True):
                 scanned += 1
             else:
@@ -502,27 +603,29 @@ class Crawl:
         props = as_dict(run.get("properties"))
         units: list[ContentUnit] = []
         trigger = as_dict(props.get("trigger"))
-        tname = trigger.get("name") or "trigger"
-        for io, link in content_links(trigger).items():
-            units.append(ContentUnit(tname, None, f"trigger_{io}", link))
+        units.extend(units_of(str(trigger.get("name") or "trigger"), None, "trigger", trigger))
         actions = props.get("actions")
         if not isinstance(actions, dict):
             actions = {}
-        # An action with no links at all is a fallback case, unless the definition says why: a
-        # container has no content, and a fully secured action may have its links left out.
+        # An action with no links at all is a fallback case, unless the definition or the run says
+        # why: a container has no content, a fully secured action may have its links left out, and an
+        # action that did not run (Skipped) or has not finished has none yet.
         missing = [n for n, a in actions.items()
                    if isinstance(a, dict) and "inputsLink" not in a and "outputsLink" not in a
                    and not a.get("repetitionCount")
+                   and text(a.get("status")).lower() not in NOT_RUN_STATUSES
                    and ctx.action_types.get(n, "").lower() not in CONTAINER_TYPES
                    and ctx.secured.get(n, frozenset()) < {"inputs", "outputs"}]
         if not actions or missing:
             # $expand gave no actions or left links out: the actions list has them (one paged call).
-            listed = await self.api.actions(ctx.environment, ctx.flow_id, run_id)
+            listed = await self.api.actions(ctx.environment, ctx.flow_id, run_id,
+                                            on_rehome=self.rehomed(ctx.environment, ctx.flow_id, run_id))
             for item in listed:
                 name = str(item.get("name"))
                 if name in actions and name not in missing:
                     continue
                 actions[name] = as_dict(item.get("properties"))
+
         def note(name: str, rep: str | None, p: dict) -> None:
             if meta is not None:
                 i, o = p.get("inputsLink"), p.get("outputsLink")
@@ -537,7 +640,9 @@ class Crawl:
             note(name, None, action)
             if action.get("repetitionCount") or action.get("repetitionIndexes"):
                 try:
-                    reps = await self.api.repetitions(ctx.environment, ctx.flow_id, run_id, name)
+                    reps = await self.api.repetitions(
+                        ctx.environment, ctx.flow_id, run_id, name,
+                        on_rehome=self.rehomed(ctx.environment, ctx.flow_id, run_id, name))
                 except FlowleaksHttpError as exc:  # this loop's iterations are lost, not the run's other actions
                     self.skip(ctx.environment, ctx.flow_id, run_id, name, "action_inputs", exc.reason,
                               f"listing repetitions: {exc}")
@@ -546,22 +651,39 @@ class Crawl:
                     for rep in reps:
                         rprops = as_dict(rep.get("properties"))
                         note(name, str(rep.get("name")), rprops)
-                        for io, link in content_links(rprops).items():
-                            units.append(ContentUnit(name, str(rep.get("name")), f"action_{io}", link))
+                        units.extend(units_of(name, str(rep.get("name")), "action", rprops))
                     continue
             if ctx.action_types.get(name, "").lower() in CONTAINER_TYPES and \
                     "inputsLink" not in action and "outputsLink" not in action:
                 continue
-            for io, link in content_links(action).items():
-                units.append(ContentUnit(name, None, f"action_{io}", link))
+            units.extend(units_of(name, None, "action", action))
         return units
+
+    def missing_link(self, ctx: FlowContext, run_id: str, unit: ContentUnit) -> None:
+        """Record a side without a link for what it is: secured by the definition, not run (yet), a side
+        the action has no content on, or a link the API should have given and did not (blocking)."""
+        io = unit.side.rsplit("_", 1)[1]
+        if io in ctx.secured.get(unit.action, frozenset()):
+            reason, detail = "secured", "no link; the definition secures it"
+        elif unit.status in NOT_RUN_STATUSES:
+            reason, detail = "not run", f"status {unit.status}"
+        elif unit.sibling:
+            reason, detail = "no content", f"no {io}Link beside a readable link"
+        elif ctx.action_types.get(unit.action, "").lower() in NO_CONTENT_TYPES:
+            reason, detail = "no content", f"a {ctx.action_types[unit.action]} has no content"
+        else:
+            reason, detail = "no link", f"the {unit.status or 'unknown'} execution has no {io}Link and is not secured"
+        self.skip(ctx.environment, ctx.flow_id, run_id, unit.action, unit.side, reason, detail, unit.repetition)
 
     async def scan_unit(self, ctx: FlowContext, run_id: str, run_start: str | None, unit: ContentUnit,
                         last_try: bool = False) -> bool:
         """Fetch and scan one content link. False only for an expired link worth one more try."""
         env, flow = ctx.environment, ctx.flow_id
         link = unit.link
-        if link is None or is_secured(link):
+        if link is None:
+            self.missing_link(ctx, run_id, unit)
+            return True
+        if is_secured(link):
             detail = "secureData" if isinstance(link, dict) and link.get("secureData") else "no uri"
             self.skip(env, flow, run_id, unit.action, unit.side, "secured", detail, unit.repetition)
             return True
@@ -631,6 +753,14 @@ class Crawl:
             for h, r in zip(found, hits):
                 self.cause(ctx, action, side, r.fingerprint, secret=h.secret)
         return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
+
+
+def parse_watermark(raw: str) -> datetime:
+    """A watermark's API text (7 fractional digits, maybe 'Z') as a UTC datetime (microseconds)."""
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z?", raw.strip())
+    if not m:
+        raise ValueError(f"not a watermark: {raw!r}")
+    return datetime.fromisoformat(f"{m.group(1)}.{(m.group(2) or '')[:6].ljust(6, '0')}").replace(tzinfo=timezone.utc)
 
 
 def sortable_time(value: Any) -> str | None:

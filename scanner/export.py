@@ -1,21 +1,20 @@
 """`flowleaks export`: findings as JSON Lines, CSV, Parquet (DuckDB COPY) or SARIF 2.1.0.
 
 Exported columns are an explicit list of redacted fields (preview, keyed fingerprint, location,
-rule, lifecycle); no column that could hold a value is ever selected. Files are created mode 0600:
-the umask is 077 while DuckDB writes, and the file is chmod-ed afterwards (also when it existed).
+rule, lifecycle); no column that could hold a value is ever selected. Files are mode 0600 from
+creation, through scanner.private (also when the file existed, and when DuckDB writes it).
 """
 from __future__ import annotations
 
 import json
-import os
-import stat
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import duckdb
 
+# The one private-file writer of the project: COPY output and SARIF alike are 0600 from creation.
+from .private import private_output as private_file
+from .private import write_private_text
 from .query import CommandError, _one_line, _sql_literal, connect_read_only, db_option
 
 EXPORT_FORMATS = ("jsonl", "csv", "sarif", "parquet")
@@ -55,28 +54,6 @@ def export_sql(status: str) -> str:
     # a literal, not a parameter: COPY takes no parameters; naive UTC like every stored timestamp
     now = "TIMESTAMP '" + utcnow().isoformat(sep=" ") + "'"
     return EXPORT_SELECT.format(where=STATUS_FILTERS[status], now=now)
-
-
-@contextmanager
-def private_file(path: str) -> Iterator[None]:
-    """Umask 077 while the body writes `path`; the file ends mode 0600 whatever happened before."""
-    p = Path(path)
-    if p.exists():
-        os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)  # tighten before anything is written into it
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-        if p.exists():
-            os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
-
-
-def write_private_text(path: str, text: str) -> None:
-    with private_file(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
 
 
 def copy_findings(con: duckdb.DuckDBPyConnection, fmt: str, out: str, status: str = "unresolved") -> int:

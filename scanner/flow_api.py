@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import quote, urlencode
 
 from . import paging
@@ -19,6 +19,7 @@ from .paging import ForeignNextLink, NextLinkLoop, PagingError, TooManyPages  # 
 API_VERSION = "2016-11-01"
 PREFIX = "/providers/Microsoft.ProcessSimple"
 MAX_PAGES = paging.MAX_PAGES
+Rehome = Callable[[str], None] | None  # told when a foreign nextLink was re-read from the API's own origin
 
 
 class UnexpectedShape(FlowleaksHttpError):
@@ -120,23 +121,23 @@ class FlowApi:
 
     # -- paging ------------------------------------------------------------------------------
 
-    async def pages(self, url: str, kind: str) -> AsyncIterator[list[dict]]:
-        async for page in paging.pages(self.http, url, self.audience, kind, self.max_pages):
+    async def pages(self, url: str, kind: str, on_rehome: Rehome = None) -> AsyncIterator[list[dict]]:
+        async for page in paging.pages(self.http, url, self.audience, kind, self.max_pages, on_rehome):
             if "value" in page and not isinstance(page["value"], list):
                 raise PagingError(f"'value' is not a list at {redact_url(url)}")
             yield paging.dict_items(page)
 
-    async def items(self, url: str, kind: str) -> AsyncIterator[dict]:
-        async for page in self.pages(url, kind):
+    async def items(self, url: str, kind: str, on_rehome: Rehome = None) -> AsyncIterator[dict]:
+        async for page in self.pages(url, kind, on_rehome):
             for item in page:
                 yield item
 
     # -- operations --------------------------------------------------------------------------
 
-    async def environments(self) -> list[Environment]:
+    async def environments(self, on_rehome: Rehome = None) -> list[Environment]:
         url = self._url(f"{self.root}{PREFIX}/environments")
         envs = []
-        async for item in self.items(url, "environments"):
+        async for item in self.items(url, "environments", on_rehome):
             props = item.get("properties") or {}
             endpoint = (props.get("runtimeEndpoints") or {}).get("microsoft.Flow")
             env = Environment(name=str(item.get("name")), display_name=props.get("displayName"),
@@ -155,12 +156,12 @@ class FlowApi:
         host, root_host = urlsplit(endpoint).hostname or "", urlsplit(self.root).hostname or ""
         return urlsplit(endpoint).scheme == "https" and host.endswith("." + root_host)
 
-    def flows(self, env: str) -> AsyncIterator[dict]:
+    def flows(self, env: str, on_rehome: Rehome = None) -> AsyncIterator[dict]:
         if self.as_admin:
             base = f"{self._env_root(env)}{PREFIX}/scopes/admin/environments/{quote(env, safe='')}/v2/flows"
         else:
             base = f"{self._env_path(env)}/flows"
-        return self.items(self._url(base), "flows")
+        return self.items(self._url(base), "flows", on_rehome)
 
     async def _object(self, url: str, kind: str) -> dict:
         obj = await self.http.get_json(url, self.audience, kind)
@@ -172,21 +173,23 @@ class FlowApi:
         return await self._object(
             self._url(self._flow_path(env, flow), **{"$expand": "properties.definition"}), "flow")
 
-    def runs(self, env: str, flow: str, filter_: str | None, top: int | None = None) -> AsyncIterator[list[dict]]:
+    def runs(self, env: str, flow: str, filter_: str | None, top: int | None = None,
+             on_rehome: Rehome = None) -> AsyncIterator[list[dict]]:
         url = self._url(f"{self._flow_path(env, flow)}/runs", **{
             "$filter": filter_, "$top": str(top) if top else None})
-        return self.pages(url, "runs")
+        return self.pages(url, "runs", on_rehome)
 
     async def get_run(self, env: str, flow: str, run: str) -> dict:
         return await self._object(
             self._url(self._run_path(env, flow, run), **{"$expand": "properties/actions"}), "run")
 
-    async def actions(self, env: str, flow: str, run: str) -> list[dict]:
-        return [a async for a in self.items(self._url(f"{self._run_path(env, flow, run)}/actions"), "actions")]
+    async def actions(self, env: str, flow: str, run: str, on_rehome: Rehome = None) -> list[dict]:
+        url = self._url(f"{self._run_path(env, flow, run)}/actions")
+        return [a async for a in self.items(url, "actions", on_rehome)]
 
-    async def repetitions(self, env: str, flow: str, run: str, action: str) -> list[dict]:
+    async def repetitions(self, env: str, flow: str, run: str, action: str, on_rehome: Rehome = None) -> list[dict]:
         base = f"{self._run_path(env, flow, run)}/actions/{quote(action, safe='')}/repetitions"
-        return [r async for r in self.items(self._url(base), "repetitions")]
+        return [r async for r in self.items(self._url(base), "repetitions", on_rehome)]
 
 
 def content_links(obj: dict) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import asyncio
 import email.utils
 import ipaddress
 import json
+import logging
 import random
 import time
 from collections import deque
@@ -30,6 +31,9 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
                       wait_random_exponential)
 
 from .auth import TokenProvider
+from .redact import redact_text, redact_url
+
+log = logging.getLogger("flowleaks.http")
 
 USER_AGENT = "flowleaks/0.1 (+https://github.com/flowleaks/flowleaks)"
 BLOCK_AFTER_STRIKES = 3  # Retry-Afters over the cap in a row before a service is failed fast
@@ -48,6 +52,8 @@ class FlowleaksHttpError(Exception):
 
 class ApiError(FlowleaksHttpError):
     def __init__(self, status: int, code: str, message: str, url: str):
+        # the server's text may echo our URL (its sig) or a secret it was sent: redacted before kept
+        message, code = redact_text(message), redact_text(code)
         self.status, self.code, self.url = status, code, redact_url(url)
         self.api_message = message
         super().__init__(f"{status} {code}: {message} ({self.url})")
@@ -125,13 +131,7 @@ FRIENDLY = {
 
 # -- small helpers -----------------------------------------------------------------------------
 
-def redact_url(url: str) -> str:
-    """scheme://host[:port]/path — the query (SAS sig, skiptoken) is dropped."""
-    try:
-        p = urlsplit(str(url))
-    except ValueError:
-        return "<unparseable url>"
-    return f"{p.scheme}://{p.netloc.rsplit('@', 1)[-1]}{p.path}"
+# `redact_url` lives in redact.py; it is imported above and stays importable from here.
 
 
 def origin(url: str) -> str:
@@ -187,7 +187,16 @@ def error_from_body(status: int, body: bytes, url: str) -> ApiError:
         code = "WorkflowRunNotFound"
     friendly = FRIENDLY.get(code)
     text = f"{friendly}: {message}" if friendly and message else (friendly or message or "no details")
-    return ApiError(status, code, text[:500], url)
+    # redacted before it is cut: a cut could leave a secret's tail that no pattern recognises
+    return ApiError(status, code, redact_text(text)[:500], url)
+
+
+def _log_request(kind: str, url: str, outcome: int | str, started: float, attempt: int,
+                 size: int | None = None) -> None:
+    """One DEBUG line per request (-vv): never the query, so never a sig or a skiptoken."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s GET %s -> %s in %.0f ms, attempt %d%s", kind, redact_url(url), outcome,
+                  (time.monotonic() - started) * 1000, attempt, f", {size} bytes" if size else "")
 
 
 # -- statistics --------------------------------------------------------------------------------
@@ -222,8 +231,9 @@ class Pacer:
 
     WINDOW = 2.0  # seconds of successes that estimate the accepted rate
 
-    def __init__(self, stats: HttpStats):
+    def __init__(self, stats: HttpStats, name: str = "api"):
         self.stats = stats
+        self.name = name  # which service, for the log lines
         self.rate: float | None = None
         self.pause_until = 0.0
         self.blocked_until = 0.0
@@ -265,11 +275,18 @@ class Pacer:
         # over the last WINDOW seconds, or since the first success if the scan is younger than that
         span = max(0.5, min(self.WINDOW, now - self.first_ok)) if self.first_ok else self.WINDOW
         accepted = sum(1 for t in self.ok if t >= now - self.WINDOW) / span
+        before = self.rate
         self.rate = max(MIN_RATE, min(self.rate or accepted, accepted) * CUT)
+        log.info("%s throttled (429): rate %s -> %.1f req/s, every %s request paused %.1fs",
+                 self.name, f"{before:.1f} req/s" if before else "unpaced", self.rate, self.name,
+                 max(0.0, self.pause_until - now))
 
     def block(self, seconds: float) -> None:
         """The service asked us to stay away longer than we will wait: every later request to it
         fails fast as throttled (recorded, the scan incomplete) instead of queueing for hours."""
+        if not self.blocked_for():
+            log.info("%s keeps asking for a Retry-After over the cap (%.0fs): its requests fail fast "
+                     "as throttled for that long", self.name, seconds)
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
     def blocked_for(self) -> float:
@@ -298,8 +315,8 @@ class HttpClient:
         self.config = config
         self.stats = HttpStats()
         self.origins: dict[str, set[str]] = {}  # audience -> origins allowed to receive its token
-        self.api_pacer = Pacer(self.stats)
-        self.content_pacer = Pacer(self.stats)
+        self.api_pacer = Pacer(self.stats, "api")
+        self.content_pacer = Pacer(self.stats, "content")
         self.slots = asyncio.Semaphore(config.concurrency)
         limits = httpx.Limits(max_connections=config.concurrency,
                               max_keepalive_connections=config.concurrency)
@@ -335,7 +352,7 @@ class HttpClient:
 
     # -- retry policy ------------------------------------------------------------------------
 
-    def _retrying(self) -> AsyncRetrying:
+    def _retrying(self, kind: str) -> AsyncRetrying:
         backoff = wait_random_exponential(multiplier=0.5, max=self.config.max_backoff)
 
         def wait(state: RetryCallState) -> float:
@@ -347,6 +364,10 @@ class HttpClient:
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
+            # the exception's text carries the URL already redacted (scheme://host/path)
+            log.info("%s: attempt %d of %d failed (%s); retrying in %.1fs", kind, state.attempt_number,
+                     self.config.max_attempts, state.outcome.exception() if state.outcome else "?",
+                     state.next_action.sleep if state.next_action else 0.0)
 
         return AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, (RetryableStatus, TransportFailed))),
@@ -359,14 +380,15 @@ class HttpClient:
         """GET a JSON document from an API with the token for `audience`. Retries transient errors."""
         if origin(url) not in self.origins.get(audience, ()):
             self.stats.refused += 1
+            log.info("%s: not sending a token to %s: not an origin registered for it", kind, redact_url(url))
             raise HostNotAllowed(url, "refusing to send a token to an origin it was not issued for")
         check_transport_security(url)
-        async for attempt in self._retrying():
+        async for attempt in self._retrying(kind):
             with attempt:
-                return await self._get_json_once(url, audience, kind)
+                return await self._get_json_once(url, audience, kind, attempt.retry_state.attempt_number)
         raise AssertionError("unreachable")
 
-    async def _get_json_once(self, url: str, audience: str, kind: str) -> Any:
+    async def _get_json_once(self, url: str, audience: str, kind: str, attempt: int = 1) -> Any:
         token = await self.tokens.token(audience)
         if self.api_pacer.blocked_for():
             raise Throttled(url, self.api_pacer.blocked_for())
@@ -377,14 +399,18 @@ class HttpClient:
             self.stats.requests += 1
             self.stats.api_requests += 1
             self.stats.count(kind)
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.request_timeout):
                     resp = await self.client.get(url, headers={"Authorization": f"Bearer {token}",
                                                                "Accept": "application/json"})
             except httpx.InvalidURL:  # e.g. a nextLink with control characters: not worth a retry
+                _log_request(kind, url, "invalid URL", started, attempt)
                 raise UnusableUrl(url) from None
             except (httpx.TransportError, TimeoutError) as exc:
+                _log_request(kind, url, type(exc).__name__, started, attempt)
                 raise TransportFailed(url, exc) from None
+        _log_request(kind, url, resp.status_code, started, attempt, len(resp.content))
         return self._json_or_raise(resp, url, self.api_pacer)
 
     def _json_or_raise(self, resp: httpx.Response, url: str, pacer: Pacer) -> Any:
@@ -407,6 +433,7 @@ class HttpClient:
             raise RetryableStatus(status, url, parse_retry_after(resp.headers.get("Retry-After")))
         if 300 <= status < 400:
             self.stats.refused += 1
+            log.info("HTTP %d redirect not followed from %s", status, redact_url(url))
             raise RedirectRefused(url, status)
         if status >= 400:
             raise error_from_body(status, resp.content, url)
@@ -424,13 +451,15 @@ class HttpClient:
         """GET a SAS content link: no Authorization header, allow-listed host, size-capped stream."""
         if not self.content_host_allowed(uri):
             self.stats.refused += 1
+            log.info("content link not fetched: %s is not an allowed content host (or not https)",
+                     redact_url(uri))
             raise HostNotAllowed(uri)
-        async for attempt in self._retrying():
+        async for attempt in self._retrying("content"):
             with attempt:
-                return await self._fetch_content_once(uri)
+                return await self._fetch_content_once(uri, attempt.retry_state.attempt_number)
         raise AssertionError("unreachable")
 
-    async def _fetch_content_once(self, uri: str) -> bytes:
+    async def _fetch_content_once(self, uri: str, attempt: int = 1) -> bytes:
         limit = self.config.max_content_bytes
         if self.content_pacer.blocked_for():
             raise Throttled(uri, self.content_pacer.blocked_for())
@@ -439,18 +468,23 @@ class HttpClient:
             self.stats.requests += 1
             self.stats.content_requests += 1
             self.stats.count("content")
+            started, outcome, size = time.monotonic(), "no answer", 0
             try:
                 async with asyncio.timeout(self.config.request_timeout):
                     # A fresh request object with only our default headers: no Authorization.
                     async with self.client.stream("GET", uri) as resp:
-                        status = resp.status_code
+                        status = outcome = resp.status_code
                         if status == 429 or status >= 500:
                             await resp.aread()
                             self._json_or_raise(resp, uri, self.content_pacer)
                         if 300 <= status < 400:
                             self.stats.refused += 1
+                            log.info("HTTP %d redirect not followed from content link %s", status,
+                                     redact_url(uri))
                             raise RedirectRefused(uri, status)
                         if status in (401, 403):
+                            log.debug("content link refused by the server (HTTP %d, expired?): %s", status,
+                                      redact_url(uri))
                             raise LinkExpired(uri)
                         if status == 204:
                             return b"{}"
@@ -467,9 +501,13 @@ class HttpClient:
                                 raise ContentTooLarge(uri, limit)
                             chunks.append(chunk)
             except httpx.InvalidURL:
+                outcome = "invalid URL"
                 raise UnusableUrl(uri) from None
             except (httpx.TransportError, TimeoutError) as exc:
+                outcome = f"{outcome}, then {type(exc).__name__}" if isinstance(outcome, int) else type(exc).__name__
                 raise TransportFailed(uri, exc) from None
+            finally:
+                _log_request("content", uri, outcome, started, attempt, size)
         self.content_pacer.on_success()
         self.stats.bytes_downloaded += size
         return b"".join(chunks)

@@ -80,6 +80,16 @@ def _read_json(data: bytes) -> Any:
     return json.loads(data.decode("utf-8-sig"))
 
 
+def _why_unreadable(e: Exception) -> str:
+    """Where and why a document failed to parse, for a fix-it message. Only the parser's own message
+    and a position: never the document's text, which may hold a secret."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not valid UTF-8 at byte {e.start}"
+    return f"cannot parse ({type(e).__name__})"
+
+
 def _line_of(text: str | None, pattern: str) -> int | None:
     if not text:
         return None
@@ -153,7 +163,7 @@ class _Linter:
             doc = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             if strict:
-                self.report.errors.append(f"{where}: not valid JSON ({type(e).__name__})")
+                self.report.errors.append(f"{where}: {_why_unreadable(e)}")
             return
         if posture.is_deployment_settings(doc):
             self._settings(path, member, text, doc, env_defs or [])
@@ -192,7 +202,7 @@ class _Linter:
                 try:
                     vals = posture.parse_env_var_values_json(_read_json(data))
                 except Exception as e:  # noqa: BLE001
-                    self.report.errors.append(f"{path}!{name}: cannot parse ({type(e).__name__})")
+                    self.report.errors.append(f"{path}!{name}: {_why_unreadable(e)}")
                     continue
                 values.update(vals)
                 for sn in vals:
@@ -357,11 +367,22 @@ def _table(report: LintReport, out) -> None:
             where = r.display + (f":{r.line}" if r.line else "")
             t.add_row(f.severity, f.rule_id, where, f.action, f.message, f.remediation, f.preview or "")
         console.print(t)
+    summary = _summary_line(report)
+    if summary:
+        console.print(summary, markup=False)
+
+
+def _summary_line(report: LintReport) -> str | None:
+    """The count line, or None when every input failed: then the errors on stderr are the whole story,
+    and a "0 finding(s)" line would read as a clean lint that never ran."""
+    if report.errors and not (report.results or report.flows):
+        return None
     c = report.counts()
-    console.print(f"{len(report.results)} finding(s): {c['high']} high, {c['medium']} medium, {c['low']} low "
-                  f"in {report.flows} flow(s), {report.files} input(s)", markup=False)
-    for e in report.errors:
-        console.print(f"error: {e}", markup=False)
+    line = (f"{len(report.results)} finding(s): {c['high']} high, {c['medium']} medium, {c['low']} low "
+            f"in {report.flows} flow(s), {report.files} input(s)")
+    if report.errors:
+        line += f"; INCOMPLETE: {len(report.errors)} input error(s), see stderr"
+    return line
 
 
 def _term_width() -> int:
@@ -369,6 +390,22 @@ def _term_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 160
+
+
+class _OutputError(click.FileError):
+    exit_code = 2  # the report could not be written: a usage error, never "findings" (click's 1)
+
+
+def _write_report(output: Path, report: LintReport, text: str | None) -> None:
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise _OutputError(str(output), hint=e.strerror or type(e).__name__) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        if text is None:
+            _table(report, fh)
+        else:
+            fh.write(text)
 
 
 def exit_code(report: LintReport, fail_on: str) -> int:
@@ -407,12 +444,7 @@ def lint_command(paths: tuple[Path, ...], fail_on: str, fmt: str, output: Path |
     else:
         text = None
     if output is not None:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            if text is None:
-                _table(report, fh)
-            else:
-                fh.write(text)
+        _write_report(output, report, text)
     elif text is None:
         _table(report, sys.stdout)
     else:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .store import Store
@@ -64,6 +65,9 @@ def print_summary(db: str, outcome: Any) -> None:
         skipped = store.query(
             "SELECT reason, count(*) FROM skipped WHERE scan_id = ? GROUP BY reason ORDER BY 2 DESC",
             [outcome.scan_id])
+        # scan-wide causes (nothing listed, a failed listing of environments) carry the fix in detail
+        hints = store.query("SELECT DISTINCT detail FROM skipped WHERE scan_id = ? AND environment IS NULL "
+                            "AND flow_id IS NULL AND detail <> '' ORDER BY 1 LIMIT 5", [outcome.scan_id])
     finally:
         store.close()
     s, h = outcome.stats, outcome.http
@@ -90,7 +94,14 @@ def print_summary(db: str, outcome: Any) -> None:
         for reason, n in skipped:
             t.add_row(reason, str(n))
         out_console.print(t)
-    verdict = ("[green]complete[/green]" if outcome.complete else
-               "[red]INCOMPLETE[/red]: something planned was not scanned (see skipped); not a clean result")
+    for (hint,) in hints:
+        out_console.print(f"[red]![/red] {escape(hint)}")
+    scope_error = outcome.scope_error()
+    if scope_error:
+        verdict = f"[red]NOT AS ASKED[/red]: {escape(scope_error)}"
+    elif outcome.complete:
+        verdict = "[green]complete[/green]"
+    else:
+        verdict = "[red]INCOMPLETE[/red]: something planned was not scanned (see skipped); not a clean result"
     out_console.print(f"Scan {verdict}. Details: flowleaks query \"SELECT * FROM findings "
                       f"WHERE scan_id = '{outcome.scan_id}'\" --db {db}")

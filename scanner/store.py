@@ -10,9 +10,8 @@ import re
 import json
 import os
 import secrets
-import stat
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 
+from .private import private_dir, private_umask, tighten_file, write_private_text
 from .views import create_views
 
 SCHEMA_VERSION = 1
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS meta(key VARCHAR PRIMARY KEY, value VARCHAR);
 
 CREATE TABLE IF NOT EXISTS scans(
   scan_id VARCHAR PRIMARY KEY,
-  kind VARCHAR,                 -- sweep | scan | lint
+  kind VARCHAR,                 -- sweep | scan | scan-files | lint
   started_at TIMESTAMP,
   finished_at TIMESTAMP,
   status VARCHAR,               -- running | complete | incomplete | failed
@@ -127,7 +127,8 @@ CREATE TABLE IF NOT EXISTS findings(
   cause VARCHAR,                    -- posture rule + action that explains a run finding
   remediation VARCHAR,
   run_start TIMESTAMP,
-  first_scan_id VARCHAR
+  first_scan_id VARCHAR,
+  file VARCHAR                      -- scan-files: the file as given (null for API scans)
 );
 
 CREATE TABLE IF NOT EXISTS skipped(
@@ -140,7 +141,8 @@ CREATE TABLE IF NOT EXISTS skipped(
   reason VARCHAR,
   detail VARCHAR,
   repetition VARCHAR,
-  recorded_at TIMESTAMP
+  recorded_at TIMESTAMP,
+  file VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS filtered(
@@ -149,7 +151,8 @@ CREATE TABLE IF NOT EXISTS filtered(
   json_path VARCHAR,
   rule_id VARCHAR,
   filter VARCHAR,
-  recorded_at TIMESTAMP
+  recorded_at TIMESTAMP,
+  file VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS watermarks(
@@ -162,6 +165,12 @@ CREATE TABLE IF NOT EXISTS watermarks(
   updated_at TIMESTAMP,
   PRIMARY KEY(environment, flow_id)
 );
+
+-- `file`: the exported file a `scan-files` finding, skip or drop came from (null for API scans).
+-- New databases get it from CREATE TABLE above; older ones from these no-op-when-present ALTERs.
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS file VARCHAR;
+ALTER TABLE skipped ADD COLUMN IF NOT EXISTS file VARCHAR;
+ALTER TABLE filtered ADD COLUMN IF NOT EXISTS file VARCHAR;
 
 CREATE TABLE IF NOT EXISTS content_results(
   content_key VARCHAR NOT NULL,     -- md5 contentHash + ':' + contentSize of a content body
@@ -192,10 +201,26 @@ SKIPPED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "sid
                    "repetition", "recorded_at")
 FILTERED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "json_path",
                     "rule_id", "filter", "recorded_at")
+# `scan-files` rows carry one more column, the file; a batch's rows are all of one width.
+FILE_COLUMN = "file"
+FILE_FINDING_COLUMNS = (*FINDING_COLUMNS, FILE_COLUMN)
+FILE_SKIPPED_COLUMNS = (*SKIPPED_COLUMNS, FILE_COLUMN)
+FILE_FILTERED_COLUMNS = (*FILTERED_COLUMNS, FILE_COLUMN)
 RUN_COLUMNS = ("environment", "flow_id", "run_id", "start_time", "end_time", "status", "scan_id",
                "trigger_name", "actions", "content_scanned", "content_skipped", "scanned_at")
 ACTION_COLUMNS = ("action_key", "environment", "flow_id", "run_id", "action", "repetition", "status", "code",
                   "inputs_secured", "outputs_secured", "inputs_size", "outputs_size", "scan_id")
+
+
+def _columns(rows: Sequence[tuple], base: tuple[str, ...], with_file: tuple[str, ...]) -> tuple[str, ...]:
+    """The column list for a batch of rows: API scans' rows, or scan-files' rows with the file last.
+    Rows of both widths in one batch would be a bug (a shifted column), so it is refused."""
+    widths = {len(r) for r in rows}
+    if widths == {len(base)}:
+        return base
+    if widths == {len(with_file)}:
+        return with_file
+    raise ValueError(f"rows of widths {sorted(widths)} for columns {base[:3]}…")
 
 
 class StoreBusy(RuntimeError):
@@ -208,9 +233,12 @@ def utcnow() -> datetime:
 
 def finding_id(environment: str | None, flow_id: str | None, run_id: str | None, action: str | None,
                repetition: str | None, side: str | None, json_path: str | None, rule_id: str,
-               fingerprint: str) -> str:
-    """Stable id of one occurrence: location + rule + fingerprint (never the secret itself)."""
+               fingerprint: str, file: str | None = None) -> str:
+    """Stable id of one occurrence: location + rule + fingerprint (never the secret itself).
+    `file` (scan-files) is part of the location; without it the id is what it always was."""
     parts = (environment, flow_id, run_id, action, repetition, side, json_path, rule_id, fingerprint)
+    if file is not None:
+        parts += (file,)
     raw = "\x1f".join("" if p is None else str(p) for p in parts)
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -221,11 +249,8 @@ def action_key(environment: str, flow_id: str, run_id: str, action: str, repetit
 
 
 def make_private(path: Path) -> None:
-    """chmod 0600 (the DB, WAL and key file are as sensitive as the tenant they describe)."""
-    try:
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-    except FileNotFoundError:
-        pass
+    """Tighten to 0600 (the DB, WAL and key file are as sensitive as the tenant they describe)."""
+    tighten_file(path)
 
 
 def fingerprint_key(db_path: str | os.PathLike | None) -> bytes:
@@ -237,11 +262,10 @@ def fingerprint_key(db_path: str | os.PathLike | None) -> bytes:
         return secrets.token_hex(32).encode()
     key_path = Path(str(db_path) + ".key")
     if key_path.exists():
+        make_private(key_path)  # a key file from before this version may be 0644
         return key_path.read_text().strip().encode("utf-8")
     key = secrets.token_hex(32)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+    write_private_text(key_path, key + "\n", exclusive=True)  # O_EXCL: never overwrite a key
     return key.encode("utf-8")
 
 
@@ -271,32 +295,68 @@ class Store:
         self.path = str(path)
         self.read_only = read_only
         self._types: dict[str, dict[str, str]] = {}
-        if not read_only and self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        old_umask = os.umask(0o077)  # files DuckDB creates (db, wal) are born private
+        # Held until close(): DuckDB creates the WAL at the first write and spill files whenever
+        # memory runs short, long after connect; each must be born 0600, not with the caller's umask.
+        self._private = ExitStack()
+        self._private.enter_context(private_umask())
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con = self._connect()
+        except BaseException:
+            self._private.close()
+            raise
+        if not read_only:
+            try:
+                self._prepare()
+            except BaseException:
+                self.close()  # a half-opened store must not keep the process umask
+                raise
+
+    def _prepare(self) -> None:
+        # DuckDB would otherwise cache up to 80% of RAM; a capped buffer pool keeps a 50,000-run
+        # sweep's footprint flat (measured: 261 MB -> 203 MB peak for the store's writes alone).
+        self.con.execute(f"SET memory_limit = '{DB_MEMORY_LIMIT}'")
+        self.con.execute(SCHEMA)
+        create_views(self.con)
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if self.path != ":memory:":
+            make_private(Path(self.path))  # a database from before this version may be 0644
+            make_private(Path(self.path + ".wal"))
+
+    @property
+    def temp_dir(self) -> Path | None:
+        """DuckDB's spill folder: ours, 0700, beside the database (not the shared default)."""
+        if self.read_only or self.path == ":memory:":
+            return None
+        return Path(self.path + ".tmp")
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        config: dict[str, str] = {}
+        if not self.read_only and self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            config["temp_directory"] = str(private_dir(self.temp_dir))
+        try:
+            return duckdb.connect(self.path, read_only=self.read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusy(
                     f"database {self.path} is in use by another flowleaks process; "
                     "wait for it to finish (one scan per database at a time)") from None
             raise
-        finally:
-            os.umask(old_umask)
-        if not read_only:
-            # DuckDB would otherwise cache up to 80% of RAM; a capped buffer pool keeps a 50,000-run
-            # sweep's footprint flat (measured: 261 MB -> 203 MB peak for the store's writes alone).
-            self.con.execute(f"SET memory_limit = '{DB_MEMORY_LIMIT}'")
-            self.con.execute(SCHEMA)
-            create_views(self.con)
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-            if self.path != ":memory:":
-                make_private(Path(self.path))
-                make_private(Path(self.path + ".wal"))
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()
+        finally:
+            self._remove_empty_temp_dir()
+            self._private.close()
+
+    def _remove_empty_temp_dir(self) -> None:
+        """DuckDB empties the spill folder at close; an empty one of ours need not linger."""
+        if self.temp_dir is not None:
+            try:
+                self.temp_dir.rmdir()
+            except OSError:
+                pass  # still holds files (another process's spill), or already gone
 
     # -- scans --------------------------------------------------------------------------------
 
@@ -401,11 +461,11 @@ class Store:
             if batch.findings:
                 self._upsert_findings(batch.findings)
             if batch.skipped:
-                self._insert(f"INSERT INTO skipped({', '.join(SKIPPED_COLUMNS)})",
-                             batch.skipped)
+                cols = _columns(batch.skipped, SKIPPED_COLUMNS, FILE_SKIPPED_COLUMNS)
+                self._insert(f"INSERT INTO skipped({', '.join(cols)})", batch.skipped)
             if batch.filtered:
-                self._insert(f"INSERT INTO filtered({', '.join(FILTERED_COLUMNS)})",
-                             batch.filtered)
+                cols = _columns(batch.filtered, FILTERED_COLUMNS, FILE_FILTERED_COLUMNS)
+                self._insert(f"INSERT INTO filtered({', '.join(cols)})", batch.filtered)
             for env, flow, keep in batch.posture_seen:
                 # a posture finding not found in the flow's current definition is fixed: resolved
                 con.execute("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
@@ -438,8 +498,9 @@ class Store:
 
         A finding that was resolved and shows up again is open again; a suppressed one stays suppressed.
         """
+        cols = _columns(rows, FINDING_COLUMNS, FILE_FINDING_COLUMNS)
         self._insert(
-            f"INSERT INTO findings({', '.join(FINDING_COLUMNS)})", rows,
+            f"INSERT INTO findings({', '.join(cols)})", rows,
             "ON CONFLICT (finding_id) DO UPDATE SET last_seen = excluded.last_seen, "
             "scan_id = excluded.scan_id, visible = excluded.visible, cause = excluded.cause, "
             "remediation = excluded.remediation, "

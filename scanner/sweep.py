@@ -20,8 +20,7 @@ from .dataverse import DataverseTarget, scan_environment_variables
 from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
-from .lifecycle import resolve_aged_out
-from .store import Store, fingerprint_key, utcnow
+from .store import Store, fingerprint_key
 from .suppress import apply_suppressions
 
 log = logging.getLogger("flowleaks.sweep")
@@ -49,9 +48,20 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
+        if self.stats.unmatched_scope:  # a typo in a scope is not "not leaked"
+            return EXIT_USAGE
         if self.open_findings:
             return EXIT_FINDINGS
         return EXIT_CLEAN if self.complete else EXIT_INCOMPLETE
+
+    def scope_error(self) -> str | None:
+        """One line naming what matched nothing and what exists, for a scope typo."""
+        s = self.stats
+        if not s.unmatched_scope:
+            return None
+        known = ", ".join(s.known_scope[:15]) + (f", … ({len(s.known_scope)} in all)" if len(s.known_scope) > 15 else "")
+        return (f"{' and '.join(s.unmatched_scope)} matched nothing the API listed; "
+                f"it lists: {known or 'nothing'}")
 
 
 def build_engine(key: bytes, known_sources: KnownSources | None):
@@ -118,17 +128,21 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
 def count_open(store: Store, options: CrawlOptions, scan_id: str) -> int:
     """Open findings behind the exit code. A sweep answers for what it saw in its window; the
     nightly scan answers for everything still open in its scope, old findings included, until
-    they are resolved or suppressed."""
+    they are resolved or suppressed. A scope names environments and flows by id or display name
+    (as `--env`/`--flow` accept them), so both are matched, through the stored names."""
     if options.kind != "scan":
         return store.query("SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
-    sql, params = "SELECT count(*) FROM findings WHERE status = 'open'", []
+    sql, params = "SELECT count(*) FROM findings f WHERE f.status = 'open'", []
     if options.environments:
-        sql += " AND list_contains(?, lower(environment))"
-        params.append([e.lower() for e in options.environments])
+        sql += (" AND (list_contains($envs, lower(f.environment)) OR EXISTS (SELECT 1 FROM environments e "
+                "WHERE e.environment = f.environment AND list_contains($envs, lower(e.display_name))))")
+        params.append(("envs", [e.lower() for e in options.environments]))
     if options.flows:
-        sql += " AND list_contains(?, lower(flow_id))"
-        params.append([f.lower() for f in options.flows])
-    return store.query(sql, params)[0][0]
+        sql += (" AND (list_contains($flows, lower(f.flow_id)) OR EXISTS (SELECT 1 FROM flows w "
+                "WHERE w.environment = f.environment AND w.flow_id = f.flow_id "
+                "AND list_contains($flows, lower(w.display_name))))")
+        params.append(("flows", [f.lower() for f in options.flows]))
+    return store.con.execute(sql, dict(params)).fetchall()[0][0]
 
 
 def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
@@ -149,7 +163,6 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
                              f"stopped (rerun to resume)") from exc
         apply_suppressions(store.con, scan_id)
-        resolve_aged_out(store.con, utcnow())
         outcome.open_findings = count_open(store, options, scan_id)
         s, h = outcome.stats, outcome.http
         store.finish_scan(
@@ -174,7 +187,8 @@ def read_stdin_lines() -> Iterator[str]:
 def write_summary_json(path: str, outcome: Outcome) -> None:
     """The scheduler's view of a scan: counts, completeness, duration, requests, 429s (mode 0600)."""
     import json
-    import os
+
+    from .private import write_private_text
 
     s = outcome.stats
     data = {
@@ -187,6 +201,4 @@ def write_summary_json(path: str, outcome: Outcome) -> None:
         "content": {"fetched": s.content_fetched, "reused": s.content_reused},
         "skipped": dict(s.skipped), **{k: v for k, v in outcome.http.items()},
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
+    write_private_text(path, json.dumps(data, indent=2))

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from scanner.export import export_command, export_sql
-from scanner.lifecycle import resolve_aged_out
+from scanner import lifecycle
 from scanner.query import query_command
 from scanner.sarif import validate
 from scanner.store import FINDING_COLUMNS, Store, utcnow
@@ -427,23 +427,33 @@ def test_apply_suppressions_with_expired_suppression(db):
     assert by_fp[FP1]["state"] == "expired"
 
 
-def test_resolve_aged_out(db):
+def test_the_clock_alone_resolves_nothing_a_listing_or_a_404_does(db):
     store = Store(db)
     try:
-        n = resolve_aged_out(store.con, NOW)
-        assert resolve_aged_out(store.con, NOW) == 0  # idempotent
+        # a complete listing of F1's last 30 days lists R1 only: R2 (40 days old) is outside that
+        # window, so its finding stays open however old it is
+        n = lifecycle.resolve_unlisted(store.con, ENV1, F1, NOW - timedelta(days=30), None, [R1])
+        assert n == 0
+        # the same listing over 50 days no longer lists R2: resolved; idempotent
+        assert lifecycle.resolve_unlisted(store.con, ENV1, F1, NOW - timedelta(days=50), None, [R1]) == 1
+        assert lifecycle.resolve_unlisted(store.con, ENV1, F1, NOW - timedelta(days=50), None, [R1]) == 0
     finally:
         store.close()
     st = _status(db)
-    assert n == 1 and st["fb"] == "resolved"  # run R2 started 40 days ago (start from runs)
-    assert st["fa"] == "open" and st["fd"] == "open"  # recent run; posture untouched
+    assert st["fb"] == "resolved"  # run R2's start comes from the runs table
+    assert st["fa"] == "open" and st["fd"] == "open"  # listed run; posture untouched
+
+
+def test_runs_worth_a_404_probe_and_resolving_them(db):
     store = Store(db)
-    try:  # 45 days later every run finding has aged out, the posture finding stays
-        resolve_aged_out(store.con, NOW + timedelta(days=45))
+    try:
+        assert lifecycle.runs_to_probe(store.con, ENV1, F1, NOW - timedelta(days=30)) == [R2]
+        assert lifecycle.runs_to_probe(store.con, ENV1, F1, NOW - timedelta(days=60)) == []
+        assert lifecycle.resolve_runs(store.con, ENV2, F2, [R3]) == 2  # fe (suppressed) and fc (open)
     finally:
         store.close()
     st = _status(db)
-    assert {k for k, v in st.items() if v != "resolved"} == {"fd"}
+    assert st["fc"] == "resolved" and st["fe"] == "resolved" and st["fb"] == "open" and st["fd"] == "open"
 
 
 def test_query_on_database_without_views_and_empty_results(db):

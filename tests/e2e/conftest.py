@@ -3,33 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 import duckdb
 import pytest
 
+from tests.cli import CliResult, flowleaks, installed_cli  # noqa: F401 - the e2e tests' CLI
 from tests.fakeapi import Tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-fingerprint-key"
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def flowleaks(*args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 180) -> CliResult:
-    p = subprocess.run([sys.executable, "-m", "scanner.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                       capture_output=True, text=True, input=stdin, timeout=timeout)
-    return CliResult(p.returncode, p.stdout, p.stderr)
 
 
 def fp(secret: str) -> str:

@@ -92,6 +92,11 @@ class Faults:
     denied_environments: Collection[str] = ()                 # permanent 403 EnvironmentAccessDenied
     always_expired_links: bool | Collection[str] = False      # True, or run names: links always expired
     dataverse_denied: bool = False        # permanent 403 on the Dataverse listener (missing privilege)
+    foreign_next_link_rate: float = 0.0   # nextLinks pointing at another origin (the `foreign` listener) ...
+    foreign_next_link_path: bool = False  # ... and, with this, at another path too (not a continuation)
+    skipped_action_rate: float = 0.0      # non-loop actions that did not run: status Skipped, no links
+    drop_links_rate: float = 0.0          # non-loop actions that ran, with no links in $expand or /actions
+    links_vanish_on_reread: bool = False  # a run read a second time shows its actions without links
 
 
 class Reply(NamedTuple):
@@ -288,15 +293,21 @@ class FakeFlowApi:
         self._content_bucket = TokenBucket(f.content_rate_limit_rps, f.burst) if f.content_rate_limit_rps else None
         self._denied = {e.lower() for e in f.denied_environments}
 
+        # Runs that started before this instant (ticks) have aged out: not listed, 404 when read.
+        self.retained_from: int | None = None
+        self.foreign_requests: list[tuple[str, bool]] = []  # (path, had an Authorization header)
+        self._run_reads: dict[str, int] = {}
         self._servers = [_Server(("127.0.0.1", ports[0]), self._api),
                          _Server(("127.0.0.1", ports[1]), self._content),
                          _Server(("127.0.0.1", ports[2]), self._vault),
-                         _Server(("127.0.0.1", dataverse_port), self._dataverse)]
+                         _Server(("127.0.0.1", dataverse_port), self._dataverse),
+                         _Server(("127.0.0.1", 0), self._foreign)]
         self.api_url = f"http://127.0.0.1:{self._servers[0].server_port}"
         self.content_host = "localhost"
         self.content_url = f"http://localhost:{self._servers[1].server_port}"
         self.vault_url = f"http://127.0.0.1:{self._servers[2].server_port}"
         self.dataverse_url = f"http://127.0.0.1:{self._servers[3].server_port}"   # the org URL (audience)
+        self.foreign_url = f"http://127.0.0.1:{self._servers[4].server_port}"     # another origin: a hijacker
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -406,6 +417,16 @@ class FakeFlowApi:
                 self.requests_log.append((listener, method, path, status))
         return reply
 
+    def _foreign(self, method: str, target: str, headers: Any) -> Reply:
+        """Another origin a hostile nextLink points at: it only records who came (and with what)."""
+        with self._lock:
+            self.foreign_requests.append((urlsplit(target).path, bool(headers.get("Authorization"))))
+        return _error(404, "NotFound", "nothing here")
+
+    def age_out_runs_before(self, when: datetime | None) -> None:
+        """Runs that started before `when` are gone, as retention drops them (None: keep all)."""
+        self.retained_from = None if when is None else to_ticks(when)
+
     def _sleep(self) -> None:
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
@@ -480,13 +501,22 @@ class FakeFlowApi:
 
         run_name = unquote(m["run"])
         detail = self.tenant.run_detail(flow, run_name)
+        if detail is not None and self.retained_from is not None and detail.header.start < self.retained_from:
+            detail = None
         if detail is None:
             return self._arm_error(404, "WorkflowRunNotFound",
                                    f"The workflow '{flow.flow_id}' run '{run_name}' could not be found.")
         se = self._issue_se()
         if kind == "run":
             expand = q.get("$expand", "").lower().replace("%2f", "/")
-            return _json(200, self._run_json(flow, detail, se, expand_actions="properties/actions" in expand))
+            with self._lock:
+                reads = self._run_reads[detail.header.name] = self._run_reads.get(detail.header.name, 0) + 1
+            body = self._run_json(flow, detail, se, expand_actions="properties/actions" in expand)
+            if reads > 1 and self.faults.links_vanish_on_reread:
+                for props in (body["properties"].get("actions") or {}).values():
+                    props.pop("inputsLink", None)
+                    props.pop("outputsLink", None)
+            return _json(200, body)
         if kind == "actions":
             steps = list(detail.actions.values())
             page, next_link = self._page(steps, path, q, "actions")
@@ -539,7 +569,12 @@ class FakeFlowApi:
             return items[offset:], None
         carried = {k: v for k, v in q.items() if k not in ("$top", "$skiptoken")}
         query = urlencode({**carried, "$skiptoken": _skiptoken(end, size)}, quote_via=quote)
-        return items[offset:end], f"{self.api_url}{path}?{query}"
+        base = self.api_url
+        if self.faults.foreign_next_link_rate and self._roll("foreign", path, offset) < self.faults.foreign_next_link_rate:
+            base = self.foreign_url
+            if self.faults.foreign_next_link_path:
+                path = path.rsplit("/", 1)[0] + "/elsewhere"
+        return items[offset:end], f"{base}{path}?{query}"
 
     def show_runs_until(self, when: datetime | None) -> None:
         """List only runs that started at or before `when` (None: all runs)."""
@@ -549,6 +584,8 @@ class FakeFlowApi:
         runs = self.tenant.runs(flow)
         if self.visible_until is not None:
             runs = [r for r in runs if r.start <= self.visible_until]
+        if self.retained_from is not None:
+            runs = [r for r in runs if r.start >= self.retained_from]
         if q.get("$filter"):
             try:
                 keep = _parse_filter(q["$filter"])
@@ -621,15 +658,21 @@ class FakeFlowApi:
 
     def _action_json(self, flow: Flow, detail: RunDetail, step: Step, se: str, expanded: bool) -> dict:
         props: dict[str, Any] = {}
+        f = self.faults
+        skipped = (step.repetitions is None and f.skipped_action_rate
+                   and self._roll("skipped", detail.header.name, step.name) < f.skipped_action_rate)
+        dropped = (step.repetitions is None and f.drop_links_rate
+                   and self._roll("drop", detail.header.name, step.name) < f.drop_links_rate)
         if step.repetitions is not None:
             props["repetitionCount"] = len(step.repetitions)   # the links are on the repetitions
-        elif not (expanded and self.faults.expand_missing_links
-                  and self._roll("expand", detail.header.name, step.name) < self.faults.expand_missing_links):
+        elif not skipped and not dropped and not (
+                expanded and f.expand_missing_links
+                and self._roll("expand", detail.header.name, step.name) < f.expand_missing_links):
             self._put_links(props, flow, detail, step, None, se)
         props.update(self._times(step.start, step.end))
         props["correlation"] = {"actionTrackingId": step.tracking_id,
                                 "clientTrackingId": detail.header.client_tracking_id}
-        props.update({"status": step.status, "code": step.code})
+        props.update({"status": "Skipped" if skipped else step.status, "code": "ActionSkipped" if skipped else step.code})
         if step.status == "Failed":
             props["error"] = {"code": step.code, "message": "The upstream service returned an error."}
         return {"name": step.name, "id": f"{self._run_id(flow, detail.header.name)}/actions/{step.name}",

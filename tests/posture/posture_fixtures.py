@@ -86,6 +86,14 @@ SAFE = defn({
     "Done": compose("finished"),
 })
 
+# Only a medium finding (PA006: a secured source's value reaches a child flow through a Compose):
+# passes `--fail-on high`, fails `--fail-on medium`.
+MEDIUM_ONLY = {"triggers": {"manual": {"type": "Request", "kind": "Http", "inputs": {}}}, "actions": {
+    "Get_secret": SAFE["actions"]["Get_secret"],
+    "Keep": {"type": "Compose", "inputs": "@body('Get_secret')?['value']", "runAfter": {}},
+    "Child": {"type": "Workflow", "runAfter": {}, "inputs": {"host": {"workflowReferenceName": "x"},
+                                                                "body": "@outputs('Keep')"}}}}
+
 ENV_DEF_XML = """<?xml version="1.0" encoding="utf-8"?>
 <environmentvariabledefinition schemaname="cr6e_ApiPassword">
   <defaultvalue>{value}</defaultvalue>

@@ -1,4 +1,4 @@
-"""`flowleaks lint` through click's CliRunner, and the SARIF it writes."""
+"""`flowleaks lint` as users run it (the installed console script, in a subprocess), and the SARIF it writes."""
 from __future__ import annotations
 
 import json
@@ -6,26 +6,34 @@ import os
 import stat
 
 import pytest
-from click.testing import CliRunner
 
 from scanner import sarif
-from scanner.lint import lint_command, lint_paths
+from scanner.lint import lint_paths
+from tests.cli import flowleaks
 
-from posture_fixtures import (DEPLOYMENT_SETTINGS, ENV_DEF_SECRET_XML, ENV_DEF_XML, PLANTED, RISKY, SAFE,
-                              legacy_package_zip, solution_zip)
+from posture_fixtures import (DEPLOYMENT_SETTINGS, ENV_DEF_SECRET_XML, ENV_DEF_XML, MEDIUM_ONLY, PLANTED, RISKY,
+                              SAFE, legacy_package_zip, solution_zip)
 
 
 @pytest.fixture(autouse=True)
 def _no_real_engine(monkeypatch):
-    # Keep these tests independent of the detection engine being written in parallel: the literal checks
-    # must find the planted credentials on their own. (test_lint_with_default_engine covers the engine.)
+    # In-process lint_paths() calls stay independent of the detection engine: the literal checks must find
+    # the planted credentials on their own. (The CLI runs in a subprocess, with the default engine.)
     from scanner import posture
     monkeypatch.setattr(posture, "_DEFAULT_ENGINE", False)
     monkeypatch.setenv("FLOWLEAKS_FINGERPRINT_KEY", "test-key")
 
 
-def run(*args):
-    return CliRunner().invoke(lint_command, [str(a) for a in args], catch_exceptions=False)
+class Run:
+    """The subprocess result under the names these tests use."""
+
+    def __init__(self, *args):
+        r = flowleaks("lint", *args, env={"FLOWLEAKS_FINGERPRINT_KEY": "test-key"})
+        self.exit_code, self.stdout, self.stderr = r.code, r.stdout, r.stderr
+        self.output = r.stdout + r.stderr
+
+
+run = Run
 
 
 def assert_no_secrets(text: str):
@@ -105,14 +113,8 @@ def test_lint_safe_definition_exits_0(tmp_path):
 
 
 def test_fail_on_threshold(tmp_path):
-    # only a medium finding (PA006 Response echo of a secured source's… via a Compose) → passes at high
-    d = {"triggers": {"manual": {"type": "Request", "kind": "Http", "inputs": {}}}, "actions": {
-        "Get_secret": {**json.loads(json.dumps(SAFE["actions"]["Get_secret"]))},
-        "Keep": {"type": "Compose", "inputs": "@body('Get_secret')?['value']", "runAfter": {}},
-        "Child": {"type": "Workflow", "runAfter": {}, "inputs": {"host": {"workflowReferenceName": "x"},
-                                                                    "body": "@outputs('Keep')"}}}}
     p = tmp_path / "medium.json"
-    p.write_text(json.dumps(d))
+    p.write_text(json.dumps(MEDIUM_ONLY))
     assert run(p, "--format", "json").exit_code == 0
     assert run(p, "--fail-on", "medium").exit_code == 1
     assert run(p, "--fail-on", "low").exit_code == 1
@@ -121,15 +123,35 @@ def test_fail_on_threshold(tmp_path):
 
 def test_usage_and_input_errors(tmp_path):
     assert run().exit_code == 2
-    assert run(tmp_path / "missing.json").exit_code == 2
+    missing = run(tmp_path / "missing.json")
+    assert missing.exit_code == 2
+    assert missing.stderr == f"flowleaks lint: {tmp_path / 'missing.json'}: no such file or directory\n"
+    assert missing.stdout == ""  # no "0 finding(s) … 0 input(s)" line, as if a lint had run
     bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
+    bad.write_text('{"triggers": {,}}')
     r = run(bad)
-    assert r.exit_code == 2 and "not valid JSON" in r.stderr
+    assert r.exit_code == 2
+    assert r.stderr == (f"flowleaks lint: {bad}: not valid JSON: Expecting property name enclosed in double "
+                        "quotes at line 1, column 15\n")
+    assert r.stdout == ""
     other = tmp_path / "other.json"
     other.write_text('{"hello": 1}')
     assert run(other).exit_code == 2
     assert run(bad, "--format", "yaml").exit_code == 2
+
+
+def test_an_unreadable_input_beside_a_readable_one_marks_the_summary_incomplete(risky_json, tmp_path):
+    r = run(risky_json, tmp_path / "missing.json")
+    assert r.exit_code == 2  # an incomplete lint fails as an input error, whatever it found
+    summary = r.stdout.strip().splitlines()[-1]
+    assert summary.endswith("in 1 flow(s), 1 input(s); INCOMPLETE: 1 input error(s), see stderr"), summary
+    assert "PA001" in r.stdout
+
+
+def test_an_unwritable_output_is_a_usage_error(risky_json, tmp_path):
+    r = run(risky_json, "--output", tmp_path / "no-such-dir" / "report.txt")
+    assert r.exit_code == 2, r.stderr
+    assert "Could not open file" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_arm_export_legacy_package_and_directory(tmp_path):
