@@ -1,7 +1,9 @@
 """How an error is described to a person or stored: without ever quoting a payload."""
 from __future__ import annotations
 
+from .auth import AuthError
 from .http import FlowleaksHttpError
+from .redact import redact_text
 
 
 class ScanFailed(Exception):
@@ -15,6 +17,8 @@ def describe(exc: BaseException) -> str:
     its type and where it was raised are shown."""
     if isinstance(exc, (FlowleaksHttpError, ScanFailed)):
         return " ".join(str(exc).split())[:500]
+    if isinstance(exc, AuthError):  # our own text plus MSAL's error_description: redacted, in full
+        return " ".join(redact_text(str(exc)).split())[:500]
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
