@@ -34,7 +34,7 @@ from . import known_values as kv_mod
 from .base import Drop, Hit, Leaf, ScanResult, Skip
 from .known_values import KnownValues
 from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_token, synth_line
-from .payload import Limits, Walker, body_from_input
+from .payload import Limits, Walker, body_from_input, redact_paths
 from .powerplatform import RULES as PP_RULES
 from .powerplatform import bearer_confidence
 from .rules import CONFIDENCE_RANK, Rule
@@ -273,6 +273,8 @@ class Engine:
         if self.known and leaves and not stopped:
             hits.extend(self._known(leaves, side))
         result.hits = _dedupe(hits)
+        # no json_path may carry a secret (a secret used as a key, or a path below one)
+        result.hits, result.skipped, result.dropped = redact_paths(result.hits, result.skipped, result.dropped)
         self.stats["payloads"] += 1
         self.stats["leaves"] += len(leaves)
         self.stats["chars"] += budget.chars

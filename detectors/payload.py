@@ -24,6 +24,8 @@ json_path notation (the one notation flowleaks uses everywhere; **contract** for
   `<bearer>`            the token of `Authorization: Bearer <token>`             bearer
   `<xml>/a/b`           text of XML element b in a, `<xml>/a/@attr` an attribute xml
                         (repeated siblings: `/a/b[2]`, 1-based as in XPath)
+  `<key>`               the member's *name* (a key is scanned like a string:    the layer's
+                        a token used as a key): `$.headers['x-ghp…']<key>`      (raw, json…)
   ====================  =====================================================  =====================
 
   Every decoded string is itself a Leaf, and is decoded further while the decode depth allows.
@@ -31,6 +33,11 @@ json_path notation (the one notation flowleaks uses everywhere; **contract** for
   still see it; the engine dedupes one secret seen in several layers of one string (`Leaf.origin`).
 
 * Numbers, booleans and nulls are not leaves; digit strings given as JSON strings are.
+* Keys are leaves too (`<key>`) when they could hold a secret (see `scan_key`); they are not decoded.
+* A json_path never carries a secret: `redact_paths` (called by the engine on every result) rewrites
+  each hit's secret found in a path with `preview()`, so a secret used as a key shows as
+  `$.body['ghp_…(40)']<key>`, and so does every path below it (`$['ghp_…(40)'].password`); a filtered
+  candidate or an unscanned key at a `<key>` path shows the whole key as a preview.
 
 Bounds (see `Limits`): container depth (`too deep`), leaves per payload (`too many leaves`), nested
 decode depth (deeper layers are simply not decoded), the size of a string we try to decode
@@ -44,12 +51,12 @@ import binascii
 import json
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree
 
-from .base import Leaf, Skip
+from .base import Drop, Hit, Leaf, Skip, preview
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,52 @@ _B64_BODY = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*\Z")
 BASE64_KEYS = frozenset({"$content", "contentbytes", "$contentbytes", "contentbase64"})
 
 
+def _esc(name: str) -> str:
+    return name.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def key_path(path: str, key: str) -> str:
     if _IDENT.match(key):
         return f"{path}.{key}"
-    esc = key.replace("\\", "\\\\").replace("'", "\\'")
-    return f"{path}['{esc}']"
+    return f"{path}['{_esc(key)}']"
+
+
+# A key is scanned when it could hold a secret. Names made of words and separators (`contentType`,
+# `@odata.etag`, `x-ms-correlation-request-id`, `{Identifier}`) are skipped, so a common body does not
+# double its leaves; a key with a digit or another character (`ghp_…`, `AKIA…7`) is scanned, and so is
+# a name-like one with a long upper-case run (an AWS key id without digits) or one long run of letters
+# whose case flips like random text rather than camelCase. Under 8 characters nothing is looked at.
+_NAME_LIKE = re.compile(r"[@$#{(]*[A-Za-z]+(?:[-_ .:/@$#][A-Za-z]+)*[})]*\Z")
+_UPPER_RUN = re.compile(r"[A-Z]{8}")
+_CASE_FLIP = re.compile(r"[a-z][A-Z]")
+KEY_MIN_CHARS = 8
+KEY_RANDOM_LETTERS = 20  # shortest letters-only run the entropy stage would look at
+
+
+# The same field names recur in every body: each plain name is judged once. Only names are kept (a
+# key that could be a secret is judged again each time, so no secret outlives its payload here).
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MAX = 20_000
+
+
+def scan_key(key: str) -> bool:
+    if key in _PLAIN_KEYS:
+        return False
+    if _could_be_secret(key):
+        return True
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_MAX:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.add(key)
+    return False
+
+
+def _could_be_secret(key: str) -> bool:
+    if len(key) < KEY_MIN_CHARS:
+        return False
+    if not _NAME_LIKE.match(key) or _UPPER_RUN.search(key):
+        return True
+    return len(key) >= KEY_RANDOM_LETTERS and key.isalpha() and \
+        len(_CASE_FLIP.findall(key)) * 5 >= len(key)
 
 
 def _qpath(path: str, name: str) -> str:
@@ -158,9 +206,13 @@ class Walker:
                         continue
                     items = list(node.items())
                     for k, v in reversed(items):
+                        ks = k if isinstance(k, str) else str(k)
                         if isinstance(v, (str, dict, list, tuple)):
-                            ks = k if isinstance(k, str) else str(k)
                             push(("n", v, key_path(path, ks), ks, depth + 1, ddepth, decoding, origin))
+                        if len(ks) >= KEY_MIN_CHARS and scan_key(ks):
+                            # pushed last: the key is scanned before anything under it
+                            push(("k", ks, key_path(path, ks) + "<key>", None, depth + 1, ddepth, decoding,
+                                  origin))
                 elif isinstance(node, (list, tuple)):
                     if depth >= lim.max_depth:
                         self.skip(path, "too deep", f"depth {depth}")
@@ -170,7 +222,7 @@ class Walker:
                         if isinstance(v, (str, dict, list, tuple)):
                             push(("n", v, f"{path}[{i}]", key, depth + 1, ddepth, decoding, origin))
                 continue
-            # a string leaf
+            # a string leaf ('s') or a key ('k', scanned but never decoded)
             if self.leaves >= lim.max_leaves:
                 self.skip(path, "too many leaves", f"stopped after {lim.max_leaves} leaves")
                 self.stopped = True
@@ -182,7 +234,7 @@ class Walker:
             self.leaves += 1
             org = origin if origin is not None else path
             items: list = []
-            if ddepth < lim.max_decode_depth and len(node) >= 6:
+            if kind == "s" and ddepth < lim.max_decode_depth and len(node) >= 6:
                 if len(node) > lim.max_decode_chars:
                     self.skip(path, "leaf too long", f"{len(node)} chars, not decoded")
                 else:
@@ -304,4 +356,74 @@ def walk(body: Any, side: str = "action_outputs", limits: Limits | None = None) 
     parsed = body_from_input(body, skipped)
     w = Walker(side, limits)
     leaves = list(w.walk(parsed))
-    return leaves, skipped + w.skipped
+    _, skips, _ = redact_paths([], skipped + w.skipped, [])
+    return leaves, skips
+
+
+# -- json_path redaction ---------------------------------------------------------------------------
+# A path is cut into member segments (`['…']` with escapes, `.ident`) and the text between them
+# (markers, `?name`, `/xml`, `[3]`); a secret is replaced by its preview inside one segment, and the
+# whole path is searched again in case a secret spans segments.
+_PATH_TOKEN = re.compile(r"\['(?:[^'\\]|\\.)*'\]|\.[A-Za-z_$][A-Za-z0-9_$]*|[^.\[]+|[.\[]")
+_UNESC = re.compile(r"\\(.)")
+KEY_MARKER = "<key>"
+
+
+def _member(tok: str) -> str | None:
+    """The name of a member segment (`['a\\'b']` or `.name`), None for other text."""
+    if tok.startswith("['"):
+        return _UNESC.sub(r"\1", tok[2:-2])
+    if tok.startswith(".") and len(tok) > 1:
+        return tok[1:]
+    return None
+
+
+def _replace_all(text: str, secrets: list[str]) -> str:
+    for s in secrets:  # longest first, so a secret inside another is not half-replaced
+        text = text.replace(s, preview(s))
+    return text
+
+
+def _redact_tokens(path: str, secrets: list[str], whole_key: bool) -> str:
+    toks = _PATH_TOKEN.findall(path)
+    last = len(toks) - 2 if whole_key and len(toks) >= 2 and toks[-1] == KEY_MARKER else -1
+    out: list[str] = []
+    for i, tok in enumerate(toks):
+        name = _member(tok)
+        if name is None:
+            out.append(_replace_all(tok, secrets))
+            continue
+        red = preview(name) if i == last else _replace_all(name, secrets)
+        # a redacted name is no identifier any more: it is written in brackets
+        out.append(tok if red == name else f"['{_esc(red)}']")
+    text = "".join(out)
+    for s in secrets:
+        if s in text or _esc(s) in text:
+            text = text.replace(_esc(s), _esc(preview(s))).replace(s, preview(s))
+    return text
+
+
+def redact_path(path: str, secrets: Iterable[str] = (), *, whole_key: bool = False) -> str:
+    """`path` with every secret in it shown as `preview(secret)`; with `whole_key`, a path ending in
+    `<key>` also shows that key as a preview (a filtered candidate or an unscanned key)."""
+    found = sorted({s for s in secrets if s and (s in path or _esc(s) in path)}, key=len, reverse=True)
+    if not found and not (whole_key and path.endswith(KEY_MARKER)):
+        return path
+    return _redact_tokens(path, found, whole_key)
+
+
+def redact_paths(hits: list[Hit], skipped: list[Skip], dropped: list[Drop]
+                 ) -> tuple[list[Hit], list[Skip], list[Drop]]:
+    """The hook the engine calls on each result so that no json_path carries a secret: hits are
+    rewritten in place; Skips and Drops (frozen) are replaced. Cheap when nothing matches."""
+    secrets = [h.secret for h in hits if isinstance(h.secret, str) and h.secret]
+    for h in hits:
+        h.json_path = redact_path(h.json_path, secrets)
+    skips = [_redacted(s, secrets) for s in skipped]
+    drops = [_redacted(d, secrets) for d in dropped]
+    return hits, skips, drops
+
+
+def _redacted(rec: Any, secrets: list[str]) -> Any:
+    p = redact_path(rec.json_path, secrets, whole_key=True)
+    return rec if p == rec.json_path else replace(rec, json_path=p)

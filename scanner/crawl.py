@@ -215,7 +215,8 @@ class Crawl:
         blocking = reason not in NON_BLOCKING_SKIPS
         if blocking:
             self.stats.blocking_skips += 1
-            self.flow_blocking[(env, flow)] = self.flow_blocking.get((env, flow), 0) + 1
+            if side != "definition":  # the watermark is about runs: a definition problem doesn't hold it
+                self.flow_blocking[(env, flow)] = self.flow_blocking.get((env, flow), 0) + 1
         # server messages can echo URLs (with their sig) or values: stored and logged redacted
         detail = redact_text(detail)[:500]
         log.log(logging.INFO if blocking else logging.DEBUG, "skipped %s%s%s%s: %s%s",
@@ -400,6 +401,11 @@ class Crawl:
             self.skip(env, flow_id, None, None, "definition", exc.reason, f"reading flow: {exc}")
         definition = props.get("definition")
         ctx.definition = definition if isinstance(definition, dict) else None
+        # Odd parts are recorded (flow named, JSON path) and ignored by the readers; the flow's runs
+        # are still scanned and the sweep goes on.
+        for problem in defn.problems(definition) if definition is not None else ():
+            self.skip(env, flow_id, None, None, "definition", "definition unreadable",
+                      f"{ctx.display_name or flow_id}: {problem}")
         ctx.action_types = defn.action_types(ctx.definition) if ctx.definition else {}
         ctx.sources = posture.secret_sources(ctx.definition) if ctx.definition else {}
         ctx.secured = defn.secured_sides(ctx.definition) if ctx.definition else {}

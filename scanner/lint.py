@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import click
 
 from scanner import __version__
-from scanner import posture, sarif
+from scanner import definition, posture, sarif
 from scanner.posture import PostureFinding
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a single definition/XML larger than this is skipped (reported)
@@ -110,7 +110,7 @@ def _action_line(text: str | None, f: PostureFinding) -> int | None:
 
 def _definitions_in(doc: Any, fallback_name: str) -> list[tuple[str, dict]]:
     """(flow name, definition) pairs found in a JSON document."""
-    d = posture.unwrap_definition(doc)
+    d = posture.definition_of(doc)
     if d is not None:
         name = fallback_name
         if isinstance(doc, dict):
@@ -139,6 +139,10 @@ class _Linter:
     # -- one document --------------------------------------------------------------------------------
     def _definition(self, path: str, member: str, text: str, flow: str, d: dict) -> None:
         self.report.flows += 1
+        where = f"{path}{'!' + member if member else ''}"
+        # parts the readers cannot read are not checked: say so (an error: lint cannot call it clean)
+        for problem in definition.problems(d):
+            self.report.errors.append(f"{where}: definition unreadable at {problem}")
         try:
             fs = posture.analyze_definition(d, flow_name=flow, engine=self.engine, key=self.key)
         except Exception as e:  # noqa: BLE001

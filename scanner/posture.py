@@ -51,6 +51,8 @@ from urllib.parse import parse_qsl
 from detectors.base import fingerprint as _fingerprint
 from detectors.base import preview as _preview
 
+from . import definition as _reader
+
 SEVERITIES = ("high", "medium", "low")
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
 
@@ -176,49 +178,25 @@ class _Action:
         return {t for _, k, t in self.sites if k == "action"}
 
 
-def _secure_props(node: dict) -> frozenset[str]:
-    rc = node.get("runtimeConfiguration")
-    if not isinstance(rc, dict):
-        return frozenset()
-    sd = rc.get("secureData")
-    if not isinstance(sd, dict):
-        return frozenset()
-    props = sd.get("properties")
-    if isinstance(props, str):
-        props = [props]
-    if not isinstance(props, list):
-        return frozenset()
-    return frozenset(str(p).lower() for p in props)
+def _text(value: Any) -> str:
+    """A field read as text: a string as written, anything else as absent ('' — not str() of it,
+    which could be huge, recurse without end, or put a malformed part into a message)."""
+    return value if isinstance(value, str) else ""
 
 
-def _walk_actions(actions: Any, base: str, parent: str | None, out: list[_Action]) -> None:
-    if not isinstance(actions, dict):
-        return
-    for name, node in actions.items():
-        if not isinstance(node, dict):
-            continue
-        path = base + _seg(str(name))
-        a = _Action(name=str(name), node=node, path=path, type=str(node.get("type", "")).lower(),
-                    parent=parent, secure=_secure_props(node))
-        out.append(a)
-        start = len(out)
-        _walk_actions(node.get("actions"), path + ".actions", a.name, out)
-        els = node.get("else")
-        if isinstance(els, dict):
-            _walk_actions(els.get("actions"), path + ".else.actions", a.name, out)
-        cases = node.get("cases")
-        if isinstance(cases, dict):
-            for cname, case in cases.items():
-                if isinstance(case, dict):
-                    _walk_actions(case.get("actions"), path + ".cases" + _seg(str(cname)) + ".actions",
-                                  a.name, out)
-        dflt = node.get("default")
-        if isinstance(dflt, dict):
-            _walk_actions(dflt.get("actions"), path + ".default.actions", a.name, out)
-        a.children = [x.name for x in out[start:]]
+def _children(found: list[_reader.Node], i: int) -> list[str]:
+    """Names of the actions nested (at any depth) in found[i]: the nodes after it, in document order,
+    until the next one that is not deeper."""
+    depth = found[i].depth
+    out: list[str] = []
+    for n in found[i + 1:]:
+        if n.is_trigger or n.depth <= depth:
+            break
+        out.append(n.name)
+    return out
 
 
-def iter_actions(definition: dict) -> Iterator[tuple[str, str, dict]]:
+def iter_actions(definition: Any) -> Iterator[tuple[str, str, dict]]:
     """(name, json_path, node) for every trigger and action, nested ones included."""
     for a in _model(definition).actions.values():
         yield a.name, a.path, a.node
@@ -302,15 +280,24 @@ def _refs_in(s: str, trigger_name: str | None) -> list[tuple[str, str]]:
     return out
 
 
+# Containers deeper than this (in one action's inputs) are not read: the detection engine's walker
+# stops at the same depth, and a recursive helper must not meet a value nested a thousand deep.
+_MAX_VALUE_DEPTH = 64
+
+
 def _iter_strings(obj: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(obj, str):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _iter_strings(v, path + _seg(str(k)))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _iter_strings(v, path + _seg_index(i))
+    """(path, string) for every string in obj, in document order; iterative."""
+    stack: list[tuple[Any, str, int]] = [(obj, path, 0)]
+    while stack:
+        node, p, depth = stack.pop()
+        if isinstance(node, str):
+            yield p, node
+        elif depth >= _MAX_VALUE_DEPTH:
+            continue
+        elif isinstance(node, dict):
+            stack.extend(reversed([(v, p + _seg(str(k)), depth + 1) for k, v in node.items()]))
+        elif isinstance(node, list):
+            stack.extend(reversed([(v, p + _seg_index(i), depth + 1) for i, v in enumerate(node)]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -338,25 +325,25 @@ def _source_kind(a: _Action) -> str | None:
         return None
     host = inp.get("host") if isinstance(inp.get("host"), dict) else {}
     if a.type.startswith("openapiconnection"):
-        api = str(host.get("apiId", "")).lower()
-        op = str(host.get("operationId", "")).lower()
-        cn = str(host.get("connectionName", "")).lower()
+        api = _text(host.get("apiId")).lower()
+        op = _text(host.get("operationId")).lower()
+        cn = _text(host.get("connectionName")).lower()
         if (api.endswith("shared_keyvault") or "keyvault" in cn) and op in ("getsecret", "getsecretversion"):
             return "keyvault"
         params = inp.get("parameters") if isinstance(inp.get("parameters"), dict) else {}
-        if op == "performunboundaction" and str(params.get("actionName", "")).lower() == \
+        if op == "performunboundaction" and _text(params.get("actionName")).lower() == \
                 "retrieveenvironmentvariablesecretvalue":
             return "envvar_secret"
     if a.type == "apiconnection":
         conn = host.get("connection") if isinstance(host.get("connection"), dict) else {}
-        cname = str(conn.get("name", "")).lower()
-        path = str(inp.get("path", ""))
+        cname = _text(conn.get("name")).lower()
+        path = _text(inp.get("path"))
         if "keyvault" in cname and re.match(r"^/secrets/.+/value", path, re.IGNORECASE):
             return "keyvault"
         if "retrieveenvironmentvariablesecretvalue" in path.lower():
             return "envvar_secret"
     if a.type == "http":
-        uri = str(inp.get("uri", ""))
+        uri = _text(inp.get("uri"))
         if _VAULT_URI.search(uri):
             return "keyvault_http"
         if _TOKEN_URI.search(uri):
@@ -402,26 +389,19 @@ class _Model:
         return "outputs" in a.secure
 
 
-def _model(definition: dict) -> _Model:
-    if not isinstance(definition, dict):
-        raise TypeError("definition must be a dict with triggers/actions")
-    acts: list[_Action] = []
-    trig_name = None
-    triggers = definition.get("triggers")
-    if isinstance(triggers, dict):
-        for tname, tnode in triggers.items():
-            if not isinstance(tnode, dict):
-                continue
-            trig_name = trig_name or str(tname)
-            acts.append(_Action(name=str(tname), node=tnode, path="$.triggers" + _seg(str(tname)),
-                                type=str(tnode.get("type", "")).lower(), is_trigger=True,
-                                secure=_secure_props(tnode)))
-    _walk_actions(definition.get("actions"), "$.actions", None, acts)
+def _model(definition: Any) -> _Model:
+    """The analysed model of a bare definition; the parts definition.py cannot read are left out."""
+    found = _reader.nodes(definition)
+    acts = [_Action(name=n.name, node=n.node, path=n.path, type=_reader.node_type(n.node).lower(),
+                    is_trigger=n.is_trigger, parent=n.parent, secure=_reader.secure_props(n.node),
+                    children=[] if n.is_trigger else _children(found, i))
+            for i, n in enumerate(found)]
+    trig_name = next((a.name for a in acts if a.is_trigger), None)
     m = _Model(actions={a.name: a for a in acts}, trigger=trig_name)
     for a in acts:
         if a.is_trigger:
             continue
-        for p, s in _iter_strings(a.node.get("inputs"), a.path + ".inputs"):
+        for p, s in _iter_strings(_reader.inputs(a.node), a.path + ".inputs"):
             for kind, target in _refs_in(s, trig_name):
                 a.sites.append((p, kind, target))
         if a.type == "foreach":
@@ -434,9 +414,9 @@ def _model(definition: dict) -> _Model:
             if a.type == "initializevariable":
                 vs = inp.get("variables")
                 if isinstance(vs, list) and vs and isinstance(vs[0], dict):
-                    a.var_name = str(vs[0].get("name", ""))
+                    a.var_name = _text(vs[0].get("name"))
             else:
-                a.var_name = str(inp.get("name", "")) or None
+                a.var_name = _text(inp.get("name")) or None
             if a.var_name:
                 m.var_setters.setdefault(a.var_name, []).append(a.name)
     _taint(m)
@@ -811,7 +791,7 @@ def _src_text(srcs: Iterable[str]) -> str:
 
 
 def _type_label(a: _Action) -> str:
-    return a.node.get("type", "") or "action"
+    return _reader.node_type(a.node) or "action"
 
 
 # Remediation templates (one line each).
@@ -867,44 +847,57 @@ def _literal_secret(v: Any, min_len: int = 6) -> str | None:
     return s
 
 
-def _literal_findings(a: _Action, flow: str, key: bytes) -> list[PostureFinding]:
+def _auth_findings(a: _Action, auth: dict, path: str, flow: str, key: bytes) -> list[PostureFinding]:
+    """PA005 for literal secret fields of an HTTP `authentication` object."""
     out: list[PostureFinding] = []
-    inputs = a.node.get("inputs")
+    label = _text(auth.get("type"))
+    for fld in _AUTH_SECRET_FIELDS.get(label.lower(), ()):
+        secret = _literal_secret(auth.get(fld), 4)
+        if secret is not None:
+            out.append(_mk("PA005", a.name, f"'{a.name}' has a literal {fld} in its {label} authentication",
+                           _rem("PA005", a), path + _seg(fld), flow=flow, secret=secret, key=key))
+    return out
 
-    def walk(obj: Any, path: str) -> None:
+
+def _header_findings(a: _Action, headers: dict, path: str, flow: str, key: bytes) -> list[PostureFinding]:
+    """PA005 for literal API-key / Authorization headers."""
+    out: list[PostureFinding] = []
+    for hk, hv in headers.items():
+        hkl = str(hk).lower()
+        if hkl not in _API_KEY_HEADERS:
+            continue
+        secret = _literal_secret(hv)
+        if secret is None:
+            continue
+        if hkl == "authorization":
+            token = re.sub(r"^(bearer|basic|sharedaccesssignature|token)\s+", "", secret, flags=re.IGNORECASE)
+            if len(token) < 8 or _is_placeholder(token):
+                continue
+        out.append(_mk("PA005", a.name, f"'{a.name}' sends a literal '{hk}' header",
+                       _rem("PA005", a), path + _seg(str(hk)), flow=flow, secret=secret, key=key))
+    return out
+
+
+def _literal_findings(a: _Action, flow: str, key: bytes) -> list[PostureFinding]:
+    """PA005 for literal credentials anywhere in the action's inputs (walked iteratively, in
+    document order, down to _MAX_VALUE_DEPTH)."""
+    out: list[PostureFinding] = []
+    stack: list[tuple[Any, str, int]] = [(_reader.inputs(a.node), a.path + ".inputs", 0)]
+    while stack:
+        obj, path, depth = stack.pop()
+        if depth >= _MAX_VALUE_DEPTH:
+            continue
         if isinstance(obj, dict):
             for k, v in obj.items():
                 kp = path + _seg(str(k))
                 kl = str(k).lower()
                 if kl == "authentication" and isinstance(v, dict):
-                    t = str(v.get("type", "")).lower()
-                    for fld in _AUTH_SECRET_FIELDS.get(t, ()):
-                        secret = _literal_secret(v.get(fld), 4)
-                        if secret is not None:
-                            out.append(_mk("PA005", a.name,
-                                           f"'{a.name}' has a literal {fld} in its {v.get('type')} authentication",
-                                           _rem("PA005", a), kp + _seg(fld), flow=flow, secret=secret, key=key))
+                    out.extend(_auth_findings(a, v, kp, flow, key))
                 elif kl == "headers" and isinstance(v, dict):
-                    for hk, hv in v.items():
-                        hkl = str(hk).lower()
-                        if hkl not in _API_KEY_HEADERS:
-                            continue
-                        secret = _literal_secret(hv)
-                        if secret is None:
-                            continue
-                        if hkl == "authorization":
-                            token = re.sub(r"^(bearer|basic|sharedaccesssignature|token)\s+", "", secret,
-                                           flags=re.IGNORECASE)
-                            if len(token) < 8 or _is_placeholder(token):
-                                continue
-                        out.append(_mk("PA005", a.name, f"'{a.name}' sends a literal '{hk}' header",
-                                       _rem("PA005", a), kp + _seg(str(hk)), flow=flow, secret=secret, key=key))
-                walk(v, kp)
+                    out.extend(_header_findings(a, v, kp, flow, key))
+            stack.extend(reversed([(v, path + _seg(str(k)), depth + 1) for k, v in obj.items()]))
         elif isinstance(obj, list):
-            for i, v in enumerate(obj):
-                walk(v, path + _seg_index(i))
-
-    walk(inputs, a.path + ".inputs")
+            stack.extend(reversed([(v, path + _seg_index(i), depth + 1) for i, v in enumerate(obj)]))
     return out
 
 
@@ -958,9 +951,12 @@ def _query_findings(m: _Model, a: _Action, flow: str, key: bytes) -> list[Postur
 _NOISE_KEYS = {"runAfter", "metadata", "type", "kind", "runtimeConfiguration", "operationOptions"}
 
 
-def _literal_only(obj: Any) -> Any:
+def _literal_only(obj: Any, depth: int = 0) -> Any:
     """A copy with workflow expressions blanked, so detectors see only what was typed in literally.
-    Structure (and so JSON paths) is kept; noisy keys (runAfter, metadata…) are dropped."""
+    Structure (and so JSON paths) is kept; noisy keys (runAfter, metadata…) are dropped, and so is
+    what lies deeper than _MAX_VALUE_DEPTH (the engine would not walk it either)."""
+    if depth > _MAX_VALUE_DEPTH:
+        return None
     if isinstance(obj, str):
         if obj.startswith("@@"):
             return obj[1:]
@@ -979,15 +975,15 @@ def _literal_only(obj: Any) -> Any:
             return "".join(out)
         return obj
     if isinstance(obj, dict):
-        return {k: _literal_only(v) for k, v in obj.items() if k not in _NOISE_KEYS}
+        return {k: _literal_only(v, depth + 1) for k, v in obj.items() if k not in _NOISE_KEYS}
     if isinstance(obj, list):
-        return [_literal_only(v) for v in obj]
+        return [_literal_only(v, depth + 1) for v in obj]
     return obj
 
 
 def _structural_copy(node: dict) -> dict:
     """The action node without its nested actions (those are scanned on their own)."""
-    t = str(node.get("type", "")).lower()
+    t = _reader.node_type(node).lower()
     if t not in _STRUCTURAL:
         return node
     return {k: v for k, v in node.items() if k not in ("actions", "else", "cases", "default")}
@@ -1037,6 +1033,14 @@ def _session(engine: Any):
         return contextlib.nullcontext()
 
 
+def _dumps_sorted(value: Any) -> str:
+    """json.dumps(value, sort_keys=True), and the canonical text when that cannot be made."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return _canonical_json(value)
+
+
 def _expression_only(secret: str) -> bool:
     return bool(expression_parts(secret)) and not is_literal(secret)
 
@@ -1045,36 +1049,92 @@ def _expression_only(secret: str) -> bool:
 # Public entry points
 
 
+_MAX_WRAPPING = 8  # {definition:{definition:…}} deeper than this is not a flow
+
+
 def unwrap_definition(doc: Any) -> dict | None:
     """The workflow definition inside a bare definition, `{properties:{definition}}` or `{definition}`."""
-    if not isinstance(doc, dict):
-        return None
-    if isinstance(doc.get("triggers"), dict) or isinstance(doc.get("actions"), dict):
-        return doc
-    props = doc.get("properties")
-    if isinstance(props, dict) and isinstance(props.get("definition"), dict):
-        return props["definition"]
-    if isinstance(doc.get("definition"), dict):
-        return unwrap_definition(doc["definition"])
+    for _ in range(_MAX_WRAPPING):
+        if not isinstance(doc, dict):
+            return None
+        if isinstance(doc.get("triggers"), dict) or isinstance(doc.get("actions"), dict):
+            return doc
+        props = doc.get("properties")
+        if isinstance(props, dict) and isinstance(props.get("definition"), dict):
+            return props["definition"]
+        doc = doc.get("definition")
     return None
 
 
-def definition_hash(definition: dict) -> str:
+def definition_of(doc: Any) -> dict | None:
+    """unwrap_definition, or the document itself when it is shaped like a definition (it has
+    `triggers` or `actions`) even if those are unreadable: its readable parts are still analysed."""
+    d = unwrap_definition(doc)
+    if d is None and isinstance(doc, dict) and ("triggers" in doc or "actions" in doc):
+        return doc
+    return d
+
+
+def definition_hash(definition: Any) -> str:
     """sha256 hex of the canonical JSON (sort_keys=True, separators=(',', ':'), UTF-8)."""
-    text = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # names of mixed types, or nested beyond the encoder
+        text = _canonical_json(definition)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _json_name(k: Any) -> str:
+    """A member name as json.dumps writes it (it turns int/float/bool/None keys into text)."""
+    return k if isinstance(k, str) else json.dumps(k) if isinstance(k, (int, float, bool)) or k is None else str(k)
+
+
+def _canonical_json(value: Any) -> str:
+    """The text json.dumps(sort_keys=True, separators=(',', ':'), ensure_ascii=False) would give, built
+    iteratively (any depth) and with every name as text (so mixed-type names sort). Other values than
+    JSON ones are written as JSON strings of their str()."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, _Raw):
+            out.append(v.text)
+        elif isinstance(v, dict):
+            members = sorted(((_json_name(k), x) for k, x in v.items()), key=lambda m: m[0])
+            items: list[Any] = [_Raw("{")]
+            for i, (k, x) in enumerate(members):
+                items += [_Raw(("," if i else "") + json.dumps(k, ensure_ascii=False) + ":"), x]
+            stack.extend(reversed(items + [_Raw("}")]))
+        elif isinstance(v, (list, tuple)):
+            items = [_Raw("[")]
+            for i, x in enumerate(v):
+                items += ([_Raw(",")] if i else []) + [x]
+            stack.extend(reversed(items + [_Raw("]")]))
+        elif isinstance(v, (str, int, float, bool)) or v is None:
+            out.append(json.dumps(v, ensure_ascii=False))
+        else:
+            out.append(json.dumps(str(v), ensure_ascii=False))
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    text: str
 
 
 def analyze_definition(definition: dict, *, flow_name: str = "", engine: Any = None,
                        key: bytes = b"") -> list[PostureFinding]:
     """All posture findings (PA001–PA006) of one workflow definition.
 
-    `definition` may be bare (`{triggers, actions}`) or wrapped (`{properties:{definition}}`).
+    `definition` may be bare (`{triggers, actions}`) or wrapped (`{properties:{definition}}`). Parts
+    that are not of the documented shape (see scanner/definition.py, whose `problems()` lists them) are
+    ignored, so an odd definition never raises; ValueError only for a document that is no definition
+    at all (no triggers/actions).
     `engine`: a detectors.engine.Engine for generic detector hits on literal strings (PA005); None uses
     a shared default engine if `detectors.engine` is importable; False skips the engine.
     `key`: the fingerprint key for literal credentials (findings carry preview + HMAC only).
     """
-    d = unwrap_definition(definition)
+    d = definition_of(definition)
     if d is None:
         raise ValueError("not a workflow definition (no triggers/actions)")
     m = _model(d)
@@ -1122,10 +1182,10 @@ def analyze_definition(definition: dict, *, flow_name: str = "", engine: Any = N
         for pname, p in params.items():
             if str(pname).startswith("$") or not isinstance(p, dict):
                 continue
-            if str(p.get("type", "")).lower() in ("securestring", "secureobject"):
+            if _text(p.get("type")).lower() in ("securestring", "secureobject"):
                 dv = p.get("defaultValue")
                 secret = _literal_secret(dv, 4) if isinstance(dv, str) else (
-                    json.dumps(dv, sort_keys=True) if isinstance(dv, dict) and dv else None)
+                    _dumps_sorted(dv) if isinstance(dv, dict) and dv else None)
                 if secret is not None:
                     ppath = "$.parameters" + _seg(str(pname)) + ".defaultValue"
                     findings.append(_mk("PA005", f"parameters.{pname}",
@@ -1177,10 +1237,10 @@ def is_visible(definition: dict, action: str, side: str, json_path: str | None =
     and not hidden by propagation). Unknown actions are assumed visible. With `json_path` (a path in
     the run-history body, e.g. `$.headers.Authorization`), an HTTP Authorization header is never visible.
     """
-    d = unwrap_definition(definition)
-    if d is None:
-        return True
     s = _side(side)
+    d = definition_of(definition)
+    if d is None or not isinstance(action, str):
+        return True
     m = _model(d)
     name = _resolve(m, action)
     if name is None:
@@ -1212,10 +1272,10 @@ def explain(definition: dict, action: str, side: str, value: str | None = None) 
     held in memory only, to check that; without it, PA005 is returned when the action has a literal
     credential and no taint explains the side). None when the definition does not explain it.
     """
-    d = unwrap_definition(definition)
-    if d is None:
-        return None
     s = _side(side)
+    d = definition_of(definition)
+    if d is None or not isinstance(action, str):
+        return None
     m = _model(d)
     name = _resolve(m, action)
     if name is None:
@@ -1240,7 +1300,7 @@ def explain(definition: dict, action: str, side: str, value: str | None = None) 
         if srcs:
             rule = _taint_rule(a)
             if rule == "PA002" and a.type in ("http", "httpwebhook"):
-                uri = (a.node.get("inputs") or {}).get("uri") if isinstance(a.node.get("inputs"), dict) else None
+                uri = a.node["inputs"].get("uri") if isinstance(a.node.get("inputs"), dict) else None
                 q = uri.split("?", 1)[1] if isinstance(uri, str) and "?" in uri else ""
                 if any(_site_sources(m, k, t) for k, t in _refs_in(q, m.trigger)) and not any(
                         _site_sources(m, k, t) for p, k, t in a.sites if not p.endswith(".inputs.uri")):
@@ -1446,7 +1506,7 @@ def secret_sources(definition: dict) -> dict[str, str]:
     """{action name: source kind} for every action whose outputs are a secret by construction
     (Key Vault Get secret, RetrieveEnvironmentVariableSecretValue, a Key Vault or token call over HTTP),
     whatever its Secure Outputs setting. Kinds: see SOURCE_LABELS."""
-    d = unwrap_definition(definition)
+    d = definition_of(definition)
     if d is None:
         return {}
     return {name: kind for name, a in _model(d).actions.items() if (kind := _source_kind(a))}

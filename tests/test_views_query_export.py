@@ -19,7 +19,7 @@ from scanner.export import export_command, export_sql
 from scanner import lifecycle
 from scanner.query import query_command
 from scanner.sarif import validate
-from scanner.store import FINDING_COLUMNS, Store, utcnow
+from scanner.store import FILTERED_COLUMNS, FINDING_COLUMNS, Store, utcnow
 from scanner.suppress import apply_suppressions, suppress_command, suppression_rows, suppressions_command
 from scanner.views import VIEWS
 
@@ -123,7 +123,7 @@ def _build(path: str) -> None:
     store.add_skipped([(S2, ENV1, F1, R1, "Get_secret", "action_outputs", "secured", "secure outputs", None, NOW)] * 3
                       + [(S2, ENV1, F1, R1, "HTTP", "action_outputs", "expired", "link expired", None, NOW),
                          (S2, ENV2, F3, None, None, None, "HTTP error", "listing runs: 500", None, NOW)])
-    con.executemany("INSERT INTO filtered VALUES (?,?,?,?,?,?,?,?,?,?)",
+    con.executemany(f"INSERT INTO filtered({', '.join(FILTERED_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [(S2, ENV1, F1, R1, "Compose", "action_outputs", "$.id", "high-entropy-string", "uuid", NOW),
                      (S2, ENV1, F1, R1, "Compose", "action_outputs", "$.etag", "high-entropy-string", "uuid", NOW),
                      (S2, ENV2, F2, R3, "HTTP", "action_inputs", "$.body.pw", "keyword", "placeholder", NOW)])

@@ -138,3 +138,91 @@ def test_time_budget_in_walker():
     leaves = list(w.walk({"a": ["x" * 10] * 1000}))
     assert any(s.reason == "budget exceeded" for s in w.skipped)
     assert len(leaves) < 1000
+
+
+# -- keys are scanned too, and no json_path carries a secret (issue 9, item 10) -----------------------
+
+GH_KEY = "ghp_R8s2Lm4Qw9Zx1Tk7Vb3Nc6Hj5Pf0Yd2Ga8Eu"  # fake, GitHub-token shaped
+AWS_KEY = "AKIAQWERTYUIOPASDFGH"  # fake, AWS-access-key-id shaped, no digit at all
+
+
+def all_paths(res) -> list[str]:
+    return [h.json_path for h in res.hits] + [s.json_path for s in res.skipped] + [d.json_path for d in res.dropped]
+
+
+def test_secret_shaped_keys_are_leaves_marked_as_keys_and_come_first():
+    leaves, _ = walk({"headers": {"Content-Type": "x", GH_KEY: {"inner": "value1"}}, "n": {AWS_KEY: 1}})
+    order = [lf.json_path for lf in leaves]
+    key_leaf = next(lf for lf in leaves if lf.json_path == f"$.headers.{GH_KEY}<key>")
+    assert key_leaf.value == GH_KEY and key_leaf.key is None and key_leaf.decoded == ""
+    # the key is scanned before anything under it; a key with no string under it is a leaf too
+    assert order.index(f"$.headers.{GH_KEY}<key>") < order.index(f"$.headers.{GH_KEY}.inner")
+    assert f"$.n.{AWS_KEY}<key>" in order
+    assert not [p for p in order if p.endswith("Content-Type']<key>") or p.endswith("headers<key>")]
+
+
+def test_only_keys_that_could_hold_a_secret_are_scanned():
+    from detectors.payload import scan_key
+    names = ["contentType", "@odata.etag", "{Identifier}", "x-ms-correlation-request-id", "$content-type",
+             "Ocp-Apim-Subscription-Key", "connectionReferenceName", "Authorization", "k1234"]
+    secrets = [GH_KEY, AWS_KEY, "AKIAIOSFODNN7EXAMPLE", "XkQpLmNvBzRtYwUeIoAsDf", "a1b2c3d4e5", "p@ss w0rd!"]
+    assert [n for n in names if scan_key(n)] == []
+    assert [s for s in secrets if not scan_key(s)] == []
+
+
+def test_a_key_is_not_decoded():
+    leaves, _ = walk({'{"password": "hunter22!"}': 1})
+    assert [lf.json_path for lf in leaves] == ["$['{\"password\": \"hunter22!\"}']<key>"]
+
+
+def test_a_secret_used_as_a_key_is_found_and_shown_redacted(engine):
+    res = engine.scan({GH_KEY: 1})
+    assert [(h.rule_id, h.json_path) for h in res.hits] == [("github-token", "$['ghp_…(40)']<key>")]
+    res = engine.scan({"headers": {AWS_KEY: "x"}})
+    assert [(h.rule_id, h.json_path) for h in res.hits] == [("aws-access-key", "$.headers['AKIA…(20)']<key>")]
+
+
+def test_paths_below_a_secret_key_are_redacted(engine):
+    res = engine.scan({"body": {GH_KEY: {"password": "Winter2031!", "deeper": [{"x": "y"}]}}})
+    got = {(h.rule_id, h.json_path) for h in res.hits}
+    assert got == {("github-token", "$.body['ghp_…(40)']<key>"), ("secret-keyword", "$.body['ghp_…(40)'].password")}
+    assert not [p for p in all_paths(res) if GH_KEY in p]
+
+
+def test_secret_key_inside_a_decoded_layer_and_with_quotes(engine):
+    res = engine.scan({"b": json.dumps({"x": {GH_KEY: 1}}), "q": {f"it's {GH_KEY}": 1}})
+    paths = sorted(h.json_path for h in res.hits)
+    assert paths == ["$.b<json>.x['ghp_…(40)']<key>", "$.q['it\\'s ghp_…(40)']<key>"]
+
+
+def test_filtered_or_unscanned_keys_do_not_show_in_paths():
+    from detectors.engine import Engine
+    guid = "3f2c8a1e-9b7d-4c6a-8e5f-1a2b3c4d5e6f"
+    res = Engine().scan({"items": {guid: {"Title": "x"}}})
+    assert [(d.filter, d.json_path) for d in res.dropped] == [("guid", "$.items['3f2c…(36)']<key>")]
+    # the leaf cap stops the walk on the key itself: the key was never scanned, so it is not shown
+    res = Engine(limits=Limits(max_leaves=1)).scan({"a": "first value", GH_KEY: 1})
+    assert [(s.reason, s.json_path) for s in res.skipped] == [("too many leaves", "$['ghp_…(40)']<key>")]
+    _, skipped = walk({"a": "first value", GH_KEY: 1}, limits=Limits(max_leaves=1))
+    assert [s.json_path for s in skipped] == ["$['ghp_…(40)']<key>"]
+
+
+def test_redact_path_keeps_the_notation():
+    from detectors.payload import redact_path
+    assert redact_path(f"$.body.{GH_KEY}.x", [GH_KEY]) == "$.body['ghp_…(40)'].x"
+    assert redact_path(f"$['a {GH_KEY}'].x", [GH_KEY]) == "$['a ghp_…(40)'].x"
+    assert redact_path(f"$.uri?{GH_KEY}", [GH_KEY]) == "$.uri?ghp_…(40)"
+    assert redact_path("$.a.b", [GH_KEY]) == "$.a.b"
+    assert redact_path("$.a['x-y']<key>", [], whole_key=True) == "$.a['…(3)']<key>"
+    # a secret that spans segments (dots in an XML name) is still replaced
+    assert GH_KEY[:10] + "." + GH_KEY[10:] not in redact_path(f"$.x<xml>/{GH_KEY[:10]}.{GH_KEY[10:]}",
+                                                               [GH_KEY[:10] + "." + GH_KEY[10:]])
+
+
+def test_secret_as_a_header_name_in_a_definition_is_a_redacted_posture_finding():
+    from scanner.posture import analyze_definition
+    d = {"triggers": {"manual": {"type": "Request", "kind": "Button", "inputs": {}}},
+         "actions": {"HTTP": {"type": "Http", "inputs": {"uri": "https://x.example", "headers": {GH_KEY: "x"}}}}}
+    fs = analyze_definition(d, key=b"k")
+    assert [(f.rule_id, f.json_path) for f in fs] == [("PA005", "$.actions.HTTP.inputs.headers['ghp_…(40)']<key>")]
+    assert GH_KEY not in repr(fs)

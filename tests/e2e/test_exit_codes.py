@@ -82,6 +82,16 @@ def test_lint_missing_file_is_one_line_and_no_summary(defs):
     assert r.stderr.splitlines() == [f"flowleaks lint: {defs['missing']}: no such file or directory"]
 
 
+def test_lint_names_unreadable_parts_of_a_definition_and_does_not_call_it_clean(tmp_path):
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"triggers": [], "actions": {"Compose": {"type": "Compose", "inputs": "x",
+                                                                       "runtimeConfiguration": "secure"}}}))
+    p = flowleaks("lint", str(odd))
+    assert p.code == 2, p.stderr
+    assert "definition unreadable at $.triggers (list, expected object)" in p.stderr
+    assert "$.actions.Compose.runtimeConfiguration (str, expected object)" in p.stderr
+
+
 @pytest.mark.parametrize("args", [
     ["lint"],  # no PATH
     ["lint", "--fail-on", "critical", "x.json"],
