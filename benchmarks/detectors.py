@@ -1,12 +1,19 @@
 """Benchmark the detection engine on a synthetic run-history corpus. Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/detectors.py [--mb 20] [--seed 7] [--known 200] [--profile]
+                                             [--files-jobs 1,2 | --no-files]
 
 The corpus is Power Automate-shaped action inputs/outputs (HTTP responses with x-ms-* headers and
 ETags, SharePoint/Graph list items full of GUIDs and timestamps, connector inputs, Compose strings,
 `$content` base64 bodies, stringified JSON, run names and content links) with planted fake secrets of
 the kinds flowleaks targets. It reports MB/s and leaves/s of `engine.scan` (with and without known
 values loaded), recall per planted kind, and the number of findings that match no plant.
+
+Then the same corpus is written to a temporary directory (half the bodies one JSON file each, the
+rest in JSON Lines files of 100) and `flowleaks scan-files` runs on it as a whole process — start-up,
+reading, the worker pool and the database writes included — for each `--files-jobs` value: MB/s in
+total and per core, CPU seconds, and precision/recall on the plants, read back from the database
+(a finding is on a plant when its json_path lies under the planted part of a planted body).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._harness import run_cli  # noqa: E402
 from detectors.engine import Engine  # noqa: E402
 from detectors.known_values import KnownValues  # noqa: E402
 
@@ -183,12 +191,118 @@ def build_corpus(mb: float, seed: int, known_values: list[str]):
     return bodies, plants, size
 
 
+# -- the whole process: flowleaks scan-files on the corpus written to files ---------------------------
+BENCH_KEY = "bench-fingerprint-key"
+LINES_PER_FILE = 100
+
+
+def write_corpus(bodies: list, root: Path) -> tuple[list[tuple[str, str]], int]:
+    """Bodies to files: even indexes one `.json` file each (named like a content link's last segment),
+    the odd ones in `.jsonl` files of LINES_PER_FILE. Returns each body's (file, JSONPath prefix) and
+    the bytes written."""
+    where: list[tuple[str, str]] = []
+    size = 0
+    lines: list[str] = []
+    part = 0
+
+    def flush() -> None:
+        nonlocal size, part, lines
+        if lines:
+            data = "\n".join(lines) + "\n"
+            (root / "history" / f"part{part:04d}.jsonl").write_text(data)
+            size += len(data.encode())
+            part, lines = part + 1, []
+
+    (root / "history").mkdir(parents=True)
+    for i, body in enumerate(bodies):
+        text = body if isinstance(body, str) else json.dumps(body)
+        if i % 2 == 0:
+            d = root / "runs" / f"r{i // 1000:03d}" / f"b{i:06d}"
+            d.mkdir(parents=True)
+            (d / "ActionOutputs.json").write_text(text)
+            size += len(text.encode())
+            where.append((str((d / "ActionOutputs.json").relative_to(root)), "$"))
+        else:
+            lines.append(text)
+            where.append((f"history/part{part:04d}.jsonl", f"$[line {len(lines)}]"))
+            if len(lines) == LINES_PER_FILE:
+                flush()
+    flush()
+    return where, size
+
+
+def bench_files(bodies: list, plants: list, jobs_list: list[int]) -> None:
+    import hmac
+    import hashlib
+    import resource
+    import shutil
+    import tempfile
+    from urllib.parse import unquote
+
+    import duckdb
+
+    def fp(secret: str) -> str:
+        return hmac.new(BENCH_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+    tmp = Path(tempfile.mkdtemp(prefix="flowleaks-bench-"))
+    try:
+        corpus = tmp / "corpus"
+        where, size = write_corpus(bodies, corpus)
+        files = len({f for f, _ in where})
+        print(f"scan-files corpus: {files} files ({len(bodies)} bodies), {size / 1e6:.1f} MB on disk")
+        empty = tmp / "empty"
+        empty.mkdir()
+        env = {"FLOWLEAKS_FINGERPRINT_KEY": BENCH_KEY}
+        floor = run_cli(["scan-files", str(empty), "--db", str(tmp / "empty.duckdb")], env)
+        print(f"  start-up floor (an empty directory, database created): {floor.wall_s:.2f}s")
+        planted = {where[idx]: (kind, secret) for idx, kind, secret in plants}
+        for jobs in jobs_list:
+            db = tmp / f"j{jobs}.duckdb"
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            m = run_cli(["scan-files", str(corpus), "--jobs", str(jobs), "--db", str(db)], env)
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+            if m.code not in (0, 1):
+                print(f"  --jobs {jobs}: exit {m.code}: {m.stderr.strip()[:300]}")
+                continue
+            con = duckdb.connect(str(db), read_only=True)
+            found = con.execute("SELECT file, json_path, rule_id, fingerprint FROM findings").fetchall()
+            con.close()
+            root = str(corpus)
+            on_plant, off_plant, recalled, exact = 0, Counter(), set(), 0
+            for file, path, rule, fingerprint in found:
+                rel = str(Path(file).relative_to(root))
+                prefix = path.split(".planted", 1)[0] if ".planted" in path else None
+                hit = planted.get((rel, prefix)) if prefix else None
+                if hit is None:
+                    off_plant[rule] += 1
+                    continue
+                on_plant += 1
+                if (rel, prefix) not in recalled:
+                    recalled.add((rel, prefix))
+                    exact += fingerprint in (fp(hit[1]), fp(unquote(hit[1])))
+            wanted = {k for k, (kind, _) in planted.items() if kind != "known-value"}  # no known values loaded
+            recall = len(recalled & wanted) / max(1, len(wanted))
+            precision = on_plant / max(1, on_plant + sum(off_plant.values()))
+            total = size / 1e6 / m.wall_s
+            print(f"[scan-files --jobs {jobs}] {total:.2f} MB/s in total, {total / jobs:.2f} MB/s per core "
+                  f"({m.wall_s:.1f}s wall, {cpu:.1f} CPU s = {size / 1e6 / max(cpu, 1e-9):.2f} MB per CPU second, "
+                  f"peak RSS of the parent {m.peak_rss_mb:.0f} MB)")
+            print(f"  recall {recall:.3f} ({len(recalled & wanted)}/{len(wanted)}), precision {precision:.3f} "
+                  f"({on_plant}/{on_plant + sum(off_plant.values())} findings on plants; off plants: {dict(off_plant)}); "
+                  f"same secret as planted (fingerprint): {exact}/{len(recalled)}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--known", type=int, default=200, help="known values loaded for the second pass")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--files-jobs", default="1,2", help="--jobs values for the whole-process scan-files runs")
+    ap.add_argument("--no-files", action="store_true", help="only the engine figures")
     a = ap.parse_args()
     rng = random.Random(a.seed + 1)
     known_values = [rstr(rng, ALNUM + "!$%", rng.randint(12, 40)) for _ in range(a.known)]
@@ -250,6 +364,8 @@ def main() -> None:
         print("  per kind: " + ", ".join(f"{k} {found[k]}/{total[k]}" for k in KINDS if total[k]))
         print(f"  drops by filter: {dict(drops.most_common())}")
         print(f"  skips: {dict(skips)}")
+    if not a.no_files:
+        bench_files(bodies, plants, [int(j) for j in a.files_jobs.split(",") if j.strip()])
 
 
 if __name__ == "__main__":

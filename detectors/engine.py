@@ -12,10 +12,19 @@ Per payload:
    pattern rules that can match — flowleaks' rules (`powerplatform.py`) and detect-secrets plugins
    (`patterns.py`, via `analyze_line`, with a synthesized `key: "value"` line for KeywordDetector);
 3. the entropy stage (`entropy.py`) on tokens no pattern claimed; filtered candidates become Drops;
+   a pattern or entropy candidate that is a provider's documentation example (`doc_examples.py`)
+   becomes `Drop(rule, 'documentation example')`, whichever rule found it;
 4. known values (`known_values.py`): one substring pass over all leaves of the payload, plus a
    whole-leaf SHA-256 check for hash-only inputs;
-5. dedupe: one hit per (origin string, secret), preferring known_value > pattern > entropy, then
-   confidence; the kept hit takes the most specific json_path among the duplicates.
+5. dedupe, one finding per secret occurrence: one hit per (origin string, secret), preferring
+   known_value > pattern > entropy, then confidence, then a specific rule over a generic one; the kept
+   hit takes the most specific json_path among the duplicates. Then, within one origin, a hit whose
+   secret contains (or is contained in) a better hit's secret is the same leak and goes: a Key Vault
+   value seen as a known value is not also a `high-entropy` row, nor is a password that a connection
+   string rule reported also a `secret-keyword` row. (The same secret at two paths of one body stays
+   two hits, one per path: tests/detectors/test_payload_walker.py);
+6. confidence floor: hits below `min_confidence` (default `medium`: a short random-looking token under
+   a neutral key is `low`) become `Drop(rule, 'low confidence')`; known values always count.
 
 Leaves longer than `Limits.max_leaf_chars` are scanned in windows overlapping by `window_overlap`.
 A per-payload work budget (characters and wall time) stops the scan with Skip 'budget exceeded' at the
@@ -32,6 +41,9 @@ from typing import Any, Iterator
 from . import entropy as entropy_mod
 from . import known_values as kv_mod
 from .base import Drop, Hit, Leaf, ScanResult, Skip
+from .doc_examples import FILTER as DOC_FILTER
+from .doc_examples import is_documentation_example
+from .filters import Filter, drop, keep
 from .known_values import KnownValues
 from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_token, synth_line
 from .payload import Limits, Walker, body_from_input, redact_paths
@@ -39,7 +51,7 @@ from .powerplatform import RULES as PP_RULES
 from .powerplatform import bearer_confidence
 from .rules import CONFIDENCE_RANK, Rule
 
-__all__ = ["Engine", "Limits", "RULES", "rules_by_id"]
+__all__ = ["Engine", "FILTERS", "Limits", "RULES", "rules_by_id"]
 
 # -- the rule registry ---------------------------------------------------------------------------
 RULES: list[Rule] = [r.rule for r in PP_RULES] + ds_rules() + [entropy_mod.RULE, kv_mod.RULE]
@@ -47,6 +59,50 @@ RULES: list[Rule] = [r.rule for r in PP_RULES] + ds_rules() + [entropy_mod.RULE,
 
 def rules_by_id() -> dict[str, Rule]:
     return {r.id: r for r in RULES}
+
+
+# -- the filter registry (every Drop.filter name with examples; entropy's own are in entropy.py) --
+LOW_CONFIDENCE = "low confidence"
+_AWS_DOC_ID, _AWS_DOC_SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_FAKE_AWS_ID = "AKIAQ3EGT7NZK5XW2PLM"  # AWS key id shape, random (fake)
+FILTERS: tuple[Filter, ...] = (
+    Filter(DOC_FILTER, "A provider's documented example credential, whichever rule (pattern, detect-secrets "
+                       "plugin, entropy) found it; known values are not checked (the user gave them).",
+           "AWS CLI / SigV4 docs, Azurite docs, Azure Storage SAS docs, Stripe API docs (doc_examples.py)",
+           dropped=(drop({"aws_access_key_id": _AWS_DOC_ID}, "aws-access-key"),
+                    drop({"notes": f"aws configure: {_AWS_DOC_ID}"}, "aws-access-key"),
+                    drop({"password": _AWS_DOC_SECRET}, "secret-keyword"),
+                    drop({"credentials": f"[default]\naws_access_key_id = {_AWS_DOC_ID}\n"
+                                         f"aws_secret_access_key = {_AWS_DOC_SECRET}\n"}, "aws-access-key"),
+                    # the Azurite docs' connection string
+                    drop({"cs": f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={_AZURITE_KEY};"
+                                "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"}, "azure-storage-account-key"),
+                    drop({"data": _AZURITE_KEY}, "high-entropy"),
+                    drop({"stripe": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}, "high-entropy"),
+                    # the Azure Storage "Service SAS examples" page's request URL
+                    drop({"url": "https://myaccount.blob.core.windows.net/pictures/profile.jpg?sv=2012-02-12&st=2009-02-09"
+                                 "&se=2009-02-10&sr=c&sp=r&si=YWJjZGVmZw%3d%3d&sig=dD80ihBh5jfNpymO5Hg1IdiJIEvHcJpCMiCMnN%2fRnbI%3d"},
+                         "azure-sas-token")),
+           kept=(keep({"aws_access_key_id": _FAKE_AWS_ID}, "aws-access-key", _FAKE_AWS_ID),
+                 keep({"notes": f"old {_AWS_DOC_ID}, new {_FAKE_AWS_ID}"}, "aws-access-key", _FAKE_AWS_ID),
+                 keep({"cs": entropy_mod._CONN}, "azure-storage-account-key", entropy_mod._KEY88))),
+    Filter(LOW_CONFIDENCE, "A hit below the engine's confidence floor (`Engine(min_confidence=…)`, CLI "
+                           "`--min-confidence`; default medium): short random-looking tokens under neutral keys, "
+                           "provider look-alikes (a documented prefix on a shape the provider does not issue).",
+           "flowleaks",
+           dropped=(drop({"value": entropy_mod._RND24}), drop({"Reference": "Zr8Kx2Nm4Qe6Wt3Yb7Lp1Vd"}),
+                    # provider look-alikes: a GitHub prefix on the wrong length, a Stripe publishable key
+                    drop({"token": "ghp_Xk29sLq8Wm3Zr7Tn4Yb1Qz5Vc8Hj2P"}),
+                    drop({"stripe": "pk_live_51Hx3Lm4Qw9Zx1Tk7Vb3Nc6Hj5Pf0Yd2Ga8"})),
+           kept=(keep({"value": entropy_mod._RND40}, "high-entropy", entropy_mod._RND40),
+                 keep({"token": entropy_mod._GH}, "github-token", entropy_mod._GH),
+                 keep({"storageKey": entropy_mod._RND24}, "high-entropy", entropy_mod._RND24))),
+) + entropy_mod.FILTERS
+
+
+def filters_by_name() -> dict[str, Filter]:
+    return {f.name: f for f in FILTERS}
 
 
 def _ruleset_digest(root: "Path | None" = None) -> str:
@@ -90,6 +146,7 @@ _DECODED_ELSEWHERE = frozenset({"json", "xml", "base64", "basic", "form"})
 _SPACE_CUBIC_PLUGINS = frozenset({"CloudantDetector", "IbmCloudIamDetector", "IbmCosHmacDetector",
                                   "SoftlayerDetector"})
 _SPACE_RUN = re.compile(r" {2,}")
+_BARE_GUID = re.compile(r"[{(]?[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[})]?\Z")
 
 
 def _keyword_windows(low: str, text: str) -> Iterator[str]:
@@ -171,9 +228,14 @@ class _Budget:
 
 
 class Engine:
-    def __init__(self, known: KnownValues | None = None, limits: Limits | None = None) -> None:
+    def __init__(self, known: KnownValues | None = None, limits: Limits | None = None,
+                 min_confidence: str = "medium") -> None:
+        if min_confidence not in CONFIDENCE_RANK:
+            raise ValueError(f"min_confidence must be one of {sorted(CONFIDENCE_RANK)}")
         self.known = known
         self.limits = limits or Limits()
+        self.min_confidence = min_confidence
+        self._floor = CONFIDENCE_RANK[min_confidence]
         self._ds = DSAdapter()
         self._in_session = False
         self._pre = _Prefilter()
@@ -186,7 +248,8 @@ class Engine:
         import hashlib
 
         known = self.known.digest() if self.known is not None else "none"
-        return hashlib.sha256(f"{RULESET_DIGEST}|{known}|{self.limits!r}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{RULESET_DIGEST}|{known}|{self.limits!r}|{self.min_confidence}".encode()
+                              ).hexdigest()[:32]
 
     # -- settings context --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -256,8 +319,12 @@ class Engine:
                     break
                 for h, f in self._leaf(leaf, text):
                     if h is not None:
-                        hits.append((h, leaf.origin))
-                    elif f is not None:
+                        if h.detector == "entropy" or not is_documentation_example(h.secret):
+                            hits.append((h, leaf.origin))
+                            continue
+                        # entropy checked its candidates already (entropy.classify)
+                        f = Drop(h.rule_id, DOC_FILTER, h.json_path)
+                    if f is not None:
                         if len(drops) < lim.max_drops:
                             drops.append(f)
                         else:
@@ -267,14 +334,28 @@ class Engine:
         result.skipped.extend(walker.skipped)
         if walker.skip_overflow:
             result.skipped.append(Skip("$", "skips not recorded", f"{walker.skip_overflow} more skips"))
-        if drop_overflow:
-            result.skipped.append(Skip("$", "drops not recorded", f"{drop_overflow} more filtered candidates"))
         # known values: one pass over every leaf of the payload
         if self.known and leaves and not stopped:
             hits.extend(self._known(leaves, side))
-        result.hits = _dedupe(hits)
-        # no json_path may carry a secret (a secret used as a key, or a path below one)
-        result.hits, result.skipped, result.dropped = redact_paths(result.hits, result.skipped, result.dropped)
+        merged = _dedupe(hits)
+        # below the confidence floor: not a finding, but a countable Drop (after dedupe, so a weak
+        # rule's hit does not leave the same string to a stronger-looking entropy hit)
+        low = [h for h in merged if h.detector != "known_value"
+               and CONFIDENCE_RANK.get(h.confidence, 0) < self._floor] if self._floor > 1 else []
+        # no json_path may carry a secret (a secret used as a key, or a path below one); the
+        # low-confidence hits' secrets are redacted too, before they become Drops
+        merged, result.skipped, drops = redact_paths(merged, result.skipped, result.dropped)
+        if low:
+            low_ids = {id(h) for h in low}
+            merged = [h for h in merged if id(h) not in low_ids]
+            for h in low:
+                if len(drops) < lim.max_drops:
+                    drops.append(Drop(h.rule_id, LOW_CONFIDENCE, h.json_path))
+                else:
+                    drop_overflow += 1
+        result.hits, result.dropped = merged, drops
+        if drop_overflow:
+            result.skipped.append(Skip("$", "drops not recorded", f"{drop_overflow} more filtered candidates"))
         self.stats["payloads"] += 1
         self.stats["leaves"] += len(leaves)
         self.stats["chars"] += budget.chars
@@ -303,8 +384,9 @@ class Engine:
                 yield from self._ds_run(BY_NAME["KeywordDetector"], synth_line(key, text), text, leaf, claimed)
         if not low or leaf.decoded in _DECODED_ELSEWHERE:
             return  # the decoded leaves repeat this text; they are scanned instead
-        # 2. value-keyword rules
-        for kind, r in self._pre.select(low, text):
+        # 2. value-keyword rules (none can match a bare GUID, the commonest leaf of run history: no
+        # keyword is spelled in hex, and no rule's token fits between its dashes)
+        for kind, r in (() if _BARE_GUID.match(text) else self._pre.select(low, text)):
             if kind == "pp":
                 for s, conf in r.find(leaf, text):
                     claimed.add(s)
@@ -393,9 +475,34 @@ def _dedupe(pairs: list[tuple[Hit, str]]) -> list[Hit]:
         best.json_path, best.decoding = deepest.json_path, deepest.decoding
         merged.append(best)
     # second pass: a known value also found by a pattern/entropy rule in the same origin → one hit
+    origin_of = {id(h): o for h, o in pairs}
     known_secrets = {(h_origin, h.secret) for h, h_origin in pairs if h.detector == "known_value"}
     if known_secrets:
-        origin_of = {id(h): o for h, o in pairs}
         merged = [h for h in merged
                   if h.detector == "known_value" or (origin_of.get(id(h)), h.secret) not in known_secrets]
-    return merged
+    return _drop_contained(merged, origin_of)
+
+
+_CONTAIN_MIN = 8          # a shorter secret inside another is not taken for the same leak
+_CONTAIN_MAX_HITS = 256   # per origin; beyond, only exact duplicates merge (keeps hostile bodies linear)
+
+
+def _drop_contained(merged: list[Hit], origin_of: dict[int, str]) -> list[Hit]:
+    """Within one origin, a hit whose secret contains or is contained in the secret of a better-ranked
+    hit is the same occurrence (a Key Vault value and a token of it, a connection string's password
+    and the whole string): only the better one stays."""
+    by_origin: dict[str, list[Hit]] = {}
+    for h in merged:
+        by_origin.setdefault(origin_of.get(id(h), ""), []).append(h)
+    gone: set[int] = set()
+    for group in by_origin.values():
+        if len(group) < 2 or len(group) > _CONTAIN_MAX_HITS:
+            continue
+        kept: list[str] = []
+        for h in sorted(group, key=_rank, reverse=True):
+            s = h.secret
+            if any((s in k if len(s) <= len(k) else k in s) and min(len(s), len(k)) >= _CONTAIN_MIN for k in kept):
+                gone.add(id(h))
+            else:
+                kept.append(s)
+    return [h for h in merged if id(h) not in gone] if gone else merged

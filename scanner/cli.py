@@ -159,9 +159,11 @@ def _register() -> None:
     from .export import export_command
     from .lint import lint_command
     from .query import query_command
+    from .scan_files import scan_files_command
     from .suppress import suppress_command, suppressions_command
 
-    for command in (lint_command, query_command, export_command, suppress_command, suppressions_command):
+    for command in (lint_command, query_command, export_command, suppress_command, suppressions_command,
+                    scan_files_command):
         cli.add_command(command)
 
 

@@ -28,6 +28,7 @@ class Settings:
     db: str = DEFAULT_DB
     http: HttpConfig = field(default_factory=HttpConfig)
     as_admin: bool = False
+    min_confidence: str = "medium"  # detector hits below this are filtered ('low confidence')
 
 
 def parse_when(value: str | None) -> datetime | None:
@@ -116,7 +117,8 @@ def settings_from(kw: dict) -> Settings:
     http = HttpConfig(concurrency=kw.pop("concurrency"), max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
                       content_host_suffixes=hosts)
     return Settings(cloud=cloud, auth=auth, flow_api_url=root, pinned_flow_api=pinned, content_hosts=hosts,
-                    db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"))
+                    db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"),
+                    min_confidence=kw.pop("min_confidence", None) or "medium")
 
 
 def scope_options(f: Callable) -> Callable:
@@ -139,6 +141,10 @@ def output_options(f: Callable) -> Callable:
     """What a scheduled or interactive scan reports besides the summary."""
     f = click.option("--summary-json", type=click.Path(dir_okay=False),
                      help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")(f)
+    f = click.option("--min-confidence", type=click.Choice(["low", "medium", "high"]), default="medium",
+                     show_default=True, envvar="FLOWLEAKS_MIN_CONFIDENCE", show_envvar=True,
+                     help="Report detector hits of at least this confidence; the others are kept as filtered "
+                          "('low confidence'). `low` also reports short random-looking strings under neutral keys.")(f)
     return click.option("--quiet", is_flag=True, help="No progress line on stderr.")(f)
 
 

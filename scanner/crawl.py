@@ -29,18 +29,13 @@ from . import lifecycle, posture
 from .flow_api import (FlowApi, content_links, is_secured, link_key, odata_time, parse_api_time, run_filter)
 from .errors import describe
 from .redact import redact_text
+from .skip_reasons import NON_BLOCKING_SKIPS
 from .http import ApiError, FlowleaksHttpError, HttpClient, LinkExpired
 from .store import Batch, Store, finding_id, utcnow
 
 log = logging.getLogger("flowleaks.crawl")
 
 RETENTION_DAYS = lifecycle.RETENTION_DAYS
-# Skips that do not make a scan incomplete: nobody can read secured content in run history either;
-# a run that aged out between listing and reading is gone for everyone; an action that did not run
-# (status Skipped) or is still running has no content yet; a side an action has no content on (one
-# link present, the other absent) has nothing to read; a foreign nextLink re-read from the API's own
-# origin lost nothing.
-NON_BLOCKING_SKIPS = frozenset({"secured", "gone", "not run", "no content", "nextLink rehomed"})
 # Trigger/action types whose executions carry no content links at all (a schedule fires with nothing).
 NO_CONTENT_TYPES = frozenset({"recurrence"})
 NOT_RUN_STATUSES = frozenset({"skipped", "running", "waiting", "paused", "suspended"})
@@ -120,6 +115,14 @@ class RedactedHit:
     known_secret: str | None
     confidence: str
     decoding: str
+
+    @classmethod
+    def of(cls, hit: Any, key: bytes, json_path: str | None = None) -> "RedactedHit":
+        """The one place a detector hit's secret ends: only its keyed fingerprint, preview and
+        length go on (`json_path` overrides the hit's, e.g. prefixed with a file's line)."""
+        return cls(hit.json_path if json_path is None else json_path, hit.rule_id, hit.detector,
+                   fingerprint(key, hit.secret), preview(hit.secret), len(hit.secret), hit.known_secret,
+                   hit.confidence, hit.decoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,17 +747,18 @@ class Crawl:
         found = list(raw.hits)
         if source:
             for sh in source_output_hits(source, parsed, side):
-                # the whole field is the secret: a pattern/entropy hit on a piece of it is the same leak
+                # the whole field is the secret: a pattern/entropy hit on a piece of it is the same leak,
+                # and so is an entropy hit on all of it (the source output is the more specific rule)
                 found = [h for h in found if h.detector == "known_value" or not (
-                    h.json_path == sh.json_path and h.secret != sh.secret and h.secret in sh.secret)]
-                if sh.secret not in {h.secret for h in found}:
+                    h.json_path == sh.json_path and h.secret in sh.secret
+                    and (h.secret != sh.secret or h.detector == "entropy"))]
+                if not any(h.secret == sh.secret or (h.detector == "known_value" and h.json_path == sh.json_path
+                                                     and h.secret in sh.secret) for h in found):
                     found.append(sh)
         if self.opt.secret_sink is not None:
             for h in found:
                 self.opt.secret_sink(h.secret)
-        hits = tuple(RedactedHit(h.json_path, h.rule_id, h.detector, fingerprint(self.key, h.secret),
-                                 preview(h.secret), len(h.secret), h.known_secret, h.confidence, h.decoding)
-                     for h in found)
+        hits = tuple(RedactedHit.of(h, self.key) for h in found)
         if ctx is not None and action is not None:
             for h, r in zip(found, hits):
                 self.cause(ctx, action, side, r.fingerprint, secret=h.secret)

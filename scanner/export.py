@@ -29,7 +29,7 @@ EXPORT_SELECT = """
 SELECT f.finding_id, f.status, f.environment, e.display_name AS environment_name,
        f.flow_id, fl.display_name AS flow_name, fl.creator,
        f.run_id, coalesce(r.start_time, f.run_start) AS run_start,
-       f.action, f.repetition, f.side, f.json_path, f.decoding,
+       f.action, f.repetition, f.side, f.json_path, f.decoding, f.file,
        f.rule_id, f.detector, f.confidence, f.severity,
        f.preview, f.secret_length, f.fingerprint, f.visible, f.known_secret,
        f.message, f.cause, f.remediation,
@@ -103,8 +103,10 @@ def _known_rule_descriptors() -> dict[str, dict[str, Any]]:
 
 
 def _where(row: dict[str, Any]) -> str:
-    flow = row.get("flow_name") or row.get("flow_id") or "?"
-    parts = [f"flow '{flow}'"]
+    flow = row.get("flow_name") or row.get("flow_id")
+    parts = [f"file '{row['file']}'"] if row.get("file") else []
+    if flow or not parts:
+        parts.append(f"flow '{flow or '?'}'")
     if row.get("run_id"):
         parts.append(f"run {row['run_id']}")
     if row.get("action"):
@@ -122,7 +124,7 @@ def _where(row: dict[str, Any]) -> str:
 
 
 def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from .sarif import rule_descriptor, run_uri, sarif_log
+    from .sarif import artifact_uri, rule_descriptor, run_uri, sarif_log
     from .sarif import result as sarif_result
 
     known = _known_rule_descriptors()
@@ -153,8 +155,10 @@ def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
             msg = f"{rid}: {row.get('message') or 'finding'} in {_where(row)}."
         if row.get("remediation"):
             msg += f" Remediation: {row['remediation']}"
-        res = sarif_result(rid, " ".join(msg.split()), level=lvl,
-                           uri=run_uri(row.get("environment") or "-", row.get("flow_id") or "-", row.get("run_id")),
+        # a scan-files finding is in a file; a run-history one in a run (a logical URI)
+        uri = artifact_uri(row["file"]) if row.get("file") else \
+            run_uri(row.get("environment") or "-", row.get("flow_id") or "-", row.get("run_id"))
+        res = sarif_result(rid, " ".join(msg.split()), level=lvl, uri=uri,
                            fingerprints={"flowleaks/v1": row["fingerprint"]} if row.get("fingerprint") else None,
                            properties={k: (str(v) if v is not None and not isinstance(v, (bool, int)) else v)
                                        for k, v in row.items()

@@ -16,8 +16,9 @@ from typing import Sequence
 import duckdb
 
 RETENTION_DAYS = 30  # the documented default: only runs older than this are worth a 404 probe
+# A finding from an exported file (scan-files: `file` set) stays in that file whatever the API serves.
 _OPEN_RUN_FINDING = ("f.status IN ('open', 'suppressed') AND f.run_id IS NOT NULL "
-                     "AND coalesce(f.detector, '') <> 'posture'")
+                     "AND coalesce(f.detector, '') <> 'posture' AND f.file IS NULL")
 _RUN_START = ("coalesce(f.run_start, (SELECT r.start_time FROM runs r WHERE r.environment = f.environment "
               "AND r.flow_id = f.flow_id AND r.run_id = f.run_id))")
 

@@ -110,13 +110,14 @@ def _cell(v: Any) -> str:
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
     t = Table(title=title, show_lines=False)
     for c in columns:
         t.add_column(str(c), overflow="fold")
     for r in rows:
-        t.add_row(*(_cell(v) for v in r))
+        t.add_row(*(Text(_cell(v)) for v in r))  # cells are data, never markup (`$[line 3]`, `[bold]`)
     console.print(t)
     click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)
 

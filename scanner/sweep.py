@@ -64,7 +64,7 @@ class Outcome:
                 f"it lists: {known or 'nothing'}")
 
 
-def build_engine(key: bytes, known_sources: KnownSources | None):
+def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence: str = "medium"):
     from detectors.engine import Engine
     from detectors.known_values import KnownValues
 
@@ -76,7 +76,7 @@ def build_engine(key: bytes, known_sources: KnownSources | None):
         if known_sources.hashes_file:
             with open(known_sources.hashes_file, encoding="utf-8") as f:
                 known.add_hashes_from_lines(f, source_prefix=known_sources.hashes_file)
-    return Engine(known=known), known
+    return Engine(known=known, min_confidence=min_confidence), known
 
 
 async def _execute(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None,
@@ -84,7 +84,9 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
                    transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = ()) -> Outcome:
     started = time.monotonic()
     key = fingerprint_key(settings.db)
-    engine, known = build_engine(key, known_sources)
+    # `record` scrubs everything the engine finds from the cassette: it looks at every confidence
+    engine, known = build_engine(key, known_sources,
+                                 "low" if options.kind == "record" else settings.min_confidence)
     tokens = make_token_provider(settings.auth, settings.cloud)
     notes: list[str] = []
     inner = transport(engine) if transport else None

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import duckdb
 
-# Skip reasons that do not make a scan incomplete (same set as crawl.NON_BLOCKING_SKIPS).
-_NON_BLOCKING = "('secured', 'gone')"
+from .skip_reasons import sql_list
+
+# Skip reasons that do not make a scan incomplete (scanner/skip_reasons.py).
+_NON_BLOCKING = sql_list()
 
 VIEWS: dict[str, str] = {
     "open_findings": """

@@ -295,7 +295,7 @@ def test_query_is_read_only_and_reports_errors(db, tmp_path):
 
 EXPORT_COLUMNS = {
     "finding_id", "status", "environment", "environment_name", "flow_id", "flow_name", "creator", "run_id",
-    "run_start", "action", "repetition", "side", "json_path", "decoding", "rule_id", "detector", "confidence",
+    "run_start", "action", "repetition", "side", "json_path", "decoding", "file", "rule_id", "detector", "confidence",
     "severity", "preview", "secret_length", "fingerprint", "visible", "known_secret", "message", "cause",
     "remediation", "first_seen", "last_seen", "first_scan_id", "last_scan_id", "suppression_reason"}
 

@@ -127,8 +127,19 @@ def function_key(rng: random.Random) -> str:
 
 
 def vault_secret_value(rng: random.Random) -> str:
-    """A Key Vault value with no recognisable format: only known-value matching can find it."""
+    """A Key Vault value with no recognisable format: a password-like string with symbols (only
+    known-value matching or the Get secret output rule can find it), or, as often, generated random
+    bytes in base64 (the entropy stage sees those too: one leak, and it must be one finding)."""
+    if rng.random() < 0.5:
+        return base64.b64encode(rng.randbytes(rng.choice((24, 30, 32)))).decode()
     return pick(rng, ALNUM + "!#%*+-=?@^_", rng.randint(24, 40))
+
+
+def random_secret(rng: random.Random) -> str:
+    """A credential with no provider format (a generated API key / shared secret): 30 or 32 random bytes
+    in base64url or base64. Only the entropy stage can find it."""
+    raw = rng.randbytes(rng.choice((30, 32)))
+    return b64url(raw) if rng.random() < 0.5 else base64.b64encode(raw).decode()
 
 
 # --- decoys ------------------------------------------------------------------------------------
@@ -163,3 +174,113 @@ def png_thumbnail(rng: random.Random, size: int = 6) -> str:
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     return base64.b64encode(png).decode()
+
+
+# --- run-history identifiers of Graph, SharePoint, Dataverse and Blob (decoys: none is a secret) ----
+# Shapes follow the services' documentation; the bytes are random.
+
+BASE32 = string.ascii_uppercase + "234567"
+
+
+def drive_id(rng: random.Random) -> str:
+    """SharePoint / OneDrive drive id: `b!` + base64url of three GUIDs (site collection, site, list)."""
+    return "b!" + b64url(rng.randbytes(48))
+
+
+def drive_item_id(rng: random.Random) -> str:
+    """Graph driveItem id: `01` + 32 base32 characters."""
+    return "01" + pick(rng, BASE32, 32)
+
+
+def graph_etag(rng: random.Random, item_guid: str, ctag: bool = False) -> str:
+    """driveItem eTag / cTag: `"{GUID},n"` / `"c:{GUID},n"`."""
+    return f'"{"c:" if ctag else ""}{{{item_guid.upper()}}},{rng.randint(1, 40)}"'
+
+
+def quick_xor_hash(rng: random.Random) -> str:
+    """OneDrive quickXorHash: base64 of 20 bytes."""
+    return base64.b64encode(rng.randbytes(20)).decode()
+
+
+def directory_skiptoken(rng: random.Random, upn: str) -> str:
+    """Graph directory paging token (users, groups): base64 of a binary record starting `DSpt`."""
+    rec = (b"DSpt\x02\x00\x01\x00\x00\x00" + bytes([len(upn) + 1]) + b":" + upn.encode() + b")User_"
+           + uuid.UUID(guid(rng)).bytes + rng.randbytes(rng.randint(4, 12)))
+    return base64.b64encode(rec).decode().rstrip("=")
+
+
+def sharepoint_skiptoken(name: str, item_id: int) -> str:
+    """Graph over SharePoint lists / drives: base64 of `Paged=TRUE&p_…` (the list's paging state)."""
+    return base64.b64encode(f"Paged=TRUE&p_SortBehavior=1&p_FileLeafRef={name}&p_ID={item_id}".encode()
+                            ).decode().rstrip("=")
+
+
+def delta_token(rng: random.Random) -> str:
+    """Graph `$deltatoken`: a long opaque base64url state token."""
+    return b64url(rng.randbytes(rng.randint(72, 110)))
+
+
+def dataverse_paging_cookie(rng: random.Random, entity: str, first: str, last: str, page: int = 1) -> str:
+    """Dataverse Web API `$skiptoken`: the FetchXML paging cookie, XML whose cookie is URL-encoded twice."""
+    inner = f'<cookie page="{page}"><{entity}id last="{{{last.upper()}}}" first="{{{first.upper()}}}" /></cookie>'
+    return (f'<cookie pagenumber="{page + 1}" pagingcookie="{quote(quote(inner, safe=""), safe="")}" '
+            f'istracking="False" />')
+
+
+def dataverse_etag(rng: random.Random) -> str:
+    return f'W/"{rng.randint(1_000_000, 99_999_999)}"'
+
+
+def change_key(rng: random.Random) -> str:
+    """Graph (Exchange) `changeKey`: base64 of a 30-byte version record."""
+    return base64.b64encode(b"\x09\x00\x00\x00\x16\x00\x00\x00" + rng.randbytes(22)).decode()
+
+
+def blob_file_locator(path: str) -> str:
+    """Azure Blob connector `Id` / `FileLocator`: base64 of the URL-encoded blob path (`%2f…`)."""
+    return base64.b64encode(quote(path, safe="").replace("%2F", "%2f").encode()).decode()
+
+
+def blob_next_marker(path: str) -> str:
+    """Blob List Blobs `NextMarker` (the connector's `nextPageMarker`): `2!<n>!` + base64 of the position."""
+    body = base64.b64encode(f"{len(path):06d}!{path}!000028!9999-12-31T23:59:59.9999999Z!".encode()).decode()
+    return f"2!{len(body)}!{body}"
+
+
+def crc64_b64(rng: random.Random) -> str:
+    return base64.b64encode(rng.randbytes(8)).decode()
+
+
+def md5_b64(rng: random.Random) -> str:
+    return base64.b64encode(hashlib.md5(rng.randbytes(16)).digest()).decode()
+
+
+def azure_ref(rng: random.Random) -> str:
+    """Azure Front Door `X-Azure-Ref`: an opaque base64 request reference (older format)."""
+    return "0" + base64.b64encode(rng.randbytes(rng.choice((51, 54, 57)))).decode()
+
+
+def workflow_system_id(workflow_hex: str) -> str:
+    """Logic Apps `x-ms-workflow-system-id`: the workflow's path in its scale unit."""
+    return f"/locations/westeurope/scaleunits/prod-{int(workflow_hex[:2], 16) % 90 + 10}/workflows/{workflow_hex}"
+
+
+def invoice_csv(rng: random.Random, lines: int = 12) -> str:
+    """An invoice export as a blob holds it: ids, amounts, dates and an md5 per row (no secret)."""
+    rows = ["invoice,customer,amount,issued,md5"]
+    for i in range(lines):
+        rows.append(f"INV-{rng.randint(10000, 99999)},{guid(rng)},{rng.randint(10, 9999)}.{rng.randint(0, 99):02d},"
+                    f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},{md5_hex(rng)}")
+    return "\n".join(rows) + "\n"
+
+
+# AWS documentation's example credentials (`aws configure` transcripts, ~/.aws/credentials): pasted
+# into flows from READMEs, public, valid nowhere. A scanner that reports them is wrong.
+# https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-files.html
+AWS_DOC_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_DOC_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# The Azurite / Storage Emulator well-known key (devstoreaccount1):
+# https://learn.microsoft.com/azure/storage/common/storage-connect-azurite
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_CONNECTION = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+                      "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;")

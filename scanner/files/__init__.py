@@ -1,0 +1,10 @@
+"""`flowleaks scan-files`: exported run history, definitions and other payloads, scanned offline.
+
+    sources.py  the paths given → the files to scan (directories recursively), as the user named them
+    read.py     one file → its documents (a JSON file, each JSONL line, text, bytes; gzip; size caps)
+    shapes.py   one document → the bodies in it, attributed (environment, flow, run, action, side)
+    worker.py   one file → redacted results, in a process pool (nothing but previews and keyed
+                fingerprints leaves a worker)
+
+The command itself (click, the store, progress, summary) is scanner/scan_files.py.
+"""
