@@ -134,6 +134,8 @@ class KnownValues:
         self.values = 0
         self.hashes = 0
         self.invalid_hash_lines = 0
+        self.first_invalid_hash_line: int | None = None  # a line number to point at (never its text)
+        self.ignored_empty = 0                           # blank lines in a values or hashes input
 
     # -- loading ---------------------------------------------------------------------------------
     def _mac(self, b: bytes) -> bytes:
@@ -177,6 +179,7 @@ class KnownValues:
                 line = bytes(line).decode("utf-8", "replace")
             line = line.rstrip("\r\n")
             if not line.strip():
+                self.ignored_empty += 1  # counted: the user is told what was dropped and why
                 continue
             added += self.add_value(line, f"{source_prefix}:{n}")
         return added
@@ -188,10 +191,15 @@ class KnownValues:
             if isinstance(line, (bytes, bytearray)):
                 line = bytes(line).decode("utf-8", "replace")
             h = line.strip().lower()
-            if not h or h.startswith("#"):
+            if not h:
+                self.ignored_empty += 1
+                continue
+            if h.startswith("#"):
                 continue
             if not re.fullmatch(r"[0-9a-f]{64}", h):
                 self.invalid_hash_lines += 1
+                if self.first_invalid_hash_line is None:
+                    self.first_invalid_hash_line = n
                 continue
             sid = self._source_id(f"{source_prefix}:{n}")
             self._whole.setdefault(self._mac(bytes.fromhex(h)), []).append(sid)
@@ -309,7 +317,8 @@ class KnownValues:
     def __getstate__(self) -> dict:
         return {k: getattr(self, k) for k in ("_key", "_coef", "_groups", "_full", "_whole", "_sources",
                                                "_max_len", "ignored_short", "values", "hashes",
-                                               "invalid_hash_lines")}
+                                               "invalid_hash_lines", "first_invalid_hash_line",
+                                               "ignored_empty")}
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from .clouds import Cloud
 
@@ -25,6 +26,10 @@ AUTH_METHODS = ("auto", "token", "client-secret", "certificate", "device-code", 
 
 class AuthError(RuntimeError):
     """Could not obtain a token. The message names the method and MSAL's error code, never a token."""
+
+
+class AuthConfigError(AuthError):
+    """The credential configuration is incomplete or unreadable: a usage error, found before any request."""
 
 
 class TokenProvider(Protocol):
@@ -54,6 +59,10 @@ class AuthConfig:
     certificate_password: str | None = None
     token_cache: str | None = None
     access_token: str | None = None
+    # corporate networks (HttpConfig.proxy / ca_bundle): MSAL's own requests go the same way
+    proxy: str | None = None
+    no_proxy: str = ""
+    ca_bundle: str | None = None
 
     def __repr__(self) -> str:  # never show the secret fields in a traceback
         return f"AuthConfig(method={self.method!r}, tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
@@ -78,6 +87,48 @@ class MsalTokens:
         self._cache: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._app = None
+        self._certificate: dict | None = None
+
+    def check(self) -> None:
+        """Pre-flight: everything the credential needs is given (and a certificate readable) before
+        the scan starts, so a missing tenant id is one line at once, not a failed scan."""
+        if self.method == "managed-identity":
+            return
+        if self.method == "device-code" and self.cfg.method == "auto" and not self.cfg.client_id:
+            raise AuthConfigError(
+                "no credentials: set FLOWLEAKS_ACCESS_TOKEN, or FLOWLEAKS_CLIENT_ID with FLOWLEAKS_CLIENT_SECRET "
+                "or FLOWLEAKS_CLIENT_CERTIFICATE (an app), or FLOWLEAKS_CLIENT_ID alone to sign in with a "
+                "device code; and FLOWLEAKS_TENANT_ID")
+        self._require_client_id()
+        self._authority()
+        if self.method == "client-secret" and not self.cfg.client_secret:
+            raise AuthConfigError("client-secret: a client secret is required (FLOWLEAKS_CLIENT_SECRET)")
+        if self.method == "certificate":
+            self._certificate = load_certificate_credential(self.cfg.certificate_path or "",
+                                                            self.cfg.certificate_password)
+
+    def _session(self, proxied: bool = True):
+        """MSAL's HTTP client: our proxy and CA bundle, not requests' own reading of the environment
+        (which would also proxy plain http, e.g. a managed-identity endpoint that returns tokens).
+        A failed connection is reported at once, in one line (a rerun retries)."""
+        import requests
+        from urllib3.util.retry import Retry
+
+        session = requests.Session()
+        session.trust_env = False
+        if self.cfg.ca_bundle:
+            session.verify = self.cfg.ca_bundle
+        if proxied and self.cfg.proxy:
+            from .http import proxy_bypassed
+
+            host = urlsplit(self.cloud.authority_host).hostname or ""
+            if not proxy_bypassed(host, self.cfg.no_proxy):
+                session.proxies = {"https": self.cfg.proxy}  # https only: the proxy sees a CONNECT, not the token
+        # no urllib3 retries (MSAL's default is one): its retry warning would bury our one-line message
+        adapter = requests.adapters.HTTPAdapter(max_retries=Retry(total=0, redirect=0))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
 
     def __repr__(self) -> str:
         return f"MsalTokens(method={self.method!r})"
@@ -91,7 +142,21 @@ class MsalTokens:
             cached = self._cache.get(audience)
             if cached and cached[1] > time.time() + 300:
                 return cached[0]
-            result = await asyncio.to_thread(self._acquire, audience)
+            try:
+                result = await asyncio.to_thread(self._acquire, audience)
+            except AuthError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - requests' errors: named by host and cause
+                import requests
+
+                if not isinstance(exc, requests.RequestException):
+                    raise
+                from .http import unreachable_reason
+
+                url = getattr(getattr(exc, "request", None), "url", None) or self.cloud.authority_host
+                host = urlsplit(str(url)).hostname or "the sign-in host"
+                raise AuthError(f"{self.method}: cannot reach {host} to get a token: "
+                                f"{unreachable_reason(exc)}") from None
             if "access_token" not in result:
                 raise AuthError(
                     f"{self.method}: could not get a token for {audience}: "
@@ -107,12 +172,12 @@ class MsalTokens:
 
     def _authority(self) -> str:
         if not self.cfg.tenant_id:
-            raise AuthError(f"{self.method}: a tenant id is required (--tenant-id or FLOWLEAKS_TENANT_ID)")
+            raise AuthConfigError(f"{self.method}: a tenant id is required (--tenant-id or FLOWLEAKS_TENANT_ID)")
         return f"{self.cloud.authority_host}/{self.cfg.tenant_id}"
 
     def _require_client_id(self) -> str:
         if not self.cfg.client_id:
-            raise AuthError(f"{self.method}: a client id is required (--client-id or FLOWLEAKS_CLIENT_ID)")
+            raise AuthConfigError(f"{self.method}: a client id is required (--client-id or FLOWLEAKS_CLIENT_ID)")
         return self.cfg.client_id
 
     def _acquire(self, audience: str) -> dict:
@@ -123,26 +188,26 @@ class MsalTokens:
             if self._app is None:
                 self._app = msal.ConfidentialClientApplication(
                     self._require_client_id(), authority=self._authority(),
-                    client_credential=self.cfg.client_secret)
+                    client_credential=self.cfg.client_secret, http_client=self._session())
             return self._app.acquire_token_for_client(scopes=[scope])
         if self.method == "certificate":
             if self._app is None:
                 self._app = msal.ConfidentialClientApplication(
                     self._require_client_id(), authority=self._authority(),
-                    client_credential=load_certificate_credential(
-                        self.cfg.certificate_path or "", self.cfg.certificate_password))
+                    client_credential=self._certificate or load_certificate_credential(
+                        self.cfg.certificate_path or "", self.cfg.certificate_password),
+                    http_client=self._session())
             return self._app.acquire_token_for_client(scopes=[scope])
         if self.method == "managed-identity":
-            import requests  # msal's own dependency
-
             identity = (msal.UserAssignedManagedIdentity(client_id=self.cfg.client_id)
                         if self.cfg.client_id else msal.SystemAssignedManagedIdentity())
             if self._app is None:
-                self._app = msal.ManagedIdentityClient(identity, http_client=requests.Session())
+                # never proxied: the identity endpoint is plain http on the host, and answers with a token
+                self._app = msal.ManagedIdentityClient(identity, http_client=self._session(proxied=False))
             return self._app.acquire_token_for_client(resource=audience.rstrip("/"))
         if self.method == "device-code":
             return self._device_code(msal, scope)
-        raise AuthError(f"unknown auth method {self.method!r}")
+        raise AuthConfigError(f"unknown auth method {self.method!r}")
 
     def _device_code(self, msal, scope: str) -> dict:
         cache_path = Path(self.cfg.token_cache or default_token_cache())
@@ -151,7 +216,8 @@ class MsalTokens:
             cache.deserialize(cache_path.read_text())
         if self._app is None:
             self._app = msal.PublicClientApplication(
-                self._require_client_id(), authority=self._authority(), token_cache=cache)
+                self._require_client_id(), authority=self._authority(), token_cache=cache,
+                http_client=self._session())
         app = self._app
         result = None
         accounts = app.get_accounts()
@@ -189,9 +255,11 @@ def make_token_provider(cfg: AuthConfig, cloud: Cloud) -> TokenProvider:
     log.debug("auth method: %s", method)
     if method == "token":
         if not cfg.access_token:
-            raise AuthError("token: FLOWLEAKS_ACCESS_TOKEN is empty")
+            raise AuthConfigError("token: FLOWLEAKS_ACCESS_TOKEN is empty")
         return StaticToken(cfg.access_token.strip())
-    return MsalTokens(cfg, cloud)
+    tokens = MsalTokens(cfg, cloud)
+    tokens.check()
+    return tokens
 
 
 def load_certificate_credential(path: str, password: str | None) -> dict:
@@ -202,7 +270,7 @@ def load_certificate_credential(path: str, password: str | None) -> dict:
 
     p = Path(path)
     if not p.is_file():
-        raise AuthError(f"certificate: file not found: {path}")
+        raise AuthConfigError(f"certificate: file not found: {path}")
     data = p.read_bytes()
     pw = password.encode() if password else None
     try:
@@ -212,9 +280,9 @@ def load_certificate_credential(path: str, password: str | None) -> dict:
             key = serialization.load_pem_private_key(data, pw)
             cert = x509.load_pem_x509_certificate(data)
     except Exception as exc:  # noqa: BLE001 - message only names the file and the error type
-        raise AuthError(f"certificate: cannot read {path}: {type(exc).__name__}") from None
+        raise AuthConfigError(f"certificate: cannot read {path}: {type(exc).__name__}") from None
     if key is None or cert is None:
-        raise AuthError(f"certificate: {path} must hold both the private key and the certificate")
+        raise AuthConfigError(f"certificate: {path} must hold both the private key and the certificate")
     pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     pem_cert = cert.public_bytes(serialization.Encoding.PEM).decode()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -71,12 +72,34 @@ class Interaction:
                    (resp.get("body") or {}).get("string") or "")
 
 
+def parse_time(text: str) -> datetime | None:
+    """An ISO-8601 time with a zone (`Z` or an offset; up to 7 fraction digits, as the API writes them)
+    as an aware datetime; None if it is not one."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,7}))?(Z|[+-]\d\d:?\d\d)", text.strip(), re.I)
+    if not m:
+        return None
+    zone = "+00:00" if m.group(3).upper() == "Z" else m.group(3)
+    try:
+        return datetime.fromisoformat(f"{m.group(1)}.{(m.group(2) or '0')[:6].ljust(6, '0')}{zone}")
+    except ValueError:
+        return None
+
+
+def format_time(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass
 class Cassette:
     interactions: list[Interaction] = field(default_factory=list)
+    # When it was recorded (the recording scanner's clock): the replay moves every timestamp by
+    # `now - recorded_at`, so the recorded runs never age. None: served as recorded.
+    recorded_at: str | None = None
 
     def save(self, path: str | Path) -> None:
         data = {"interactions": [i.to_vcr() for i in self.interactions], "version": 1}
+        if self.recorded_at:
+            data["recorded_at"] = self.recorded_at
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         from .private import open_private  # a cassette of a real tenant is private even when scrubbed
 
@@ -87,7 +110,15 @@ class Cassette:
     def load(cls, path: str | Path) -> "Cassette":
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-        return cls([Interaction.from_vcr(d) for d in data.get("interactions") or []])
+        if not isinstance(data, dict):
+            raise ValueError("a cassette is a YAML mapping with `interactions`")
+        recorded_at = data.get("recorded_at")
+        if isinstance(recorded_at, datetime):  # written unquoted, YAML reads a timestamp
+            recorded_at = format_time(recorded_at if recorded_at.tzinfo else recorded_at.replace(tzinfo=timezone.utc))
+        if recorded_at is not None and parse_time(str(recorded_at)) is None:
+            raise ValueError("recorded_at is not an ISO-8601 time with a zone")
+        return cls([Interaction.from_vcr(d) for d in data.get("interactions") or []],
+                   str(recorded_at) if recorded_at is not None else None)
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -103,6 +134,8 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self.origin_map = origin_map or {}  # e.g. a fake's loopback origins -> the real hosts' names
         self.by_key: dict[tuple[str, str], Interaction] = {}
+        # the replay's anchor: made just before the sweep starts, as its window is
+        self.recorded_at = format_time(datetime.now(timezone.utc))
 
     def _map(self, text: str) -> str:
         for old, new in self.origin_map.items():
@@ -133,7 +166,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
                 continue
             body = scrub_body(i.body) if scrub_body else i.body
             out.append(Interaction(i.method, i.uri, i.status, i.headers, self._map(scrub_sig(body))))
-        return Cassette(out)
+        return Cassette(out, self.recorded_at)
 
 
 class FoundSecrets(KnownValues):

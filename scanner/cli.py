@@ -1,5 +1,6 @@
 """`flowleaks` command line. Exit codes: 0 complete and clean, 1 open findings, 2 usage error,
-3 incomplete (something planned was not scanned), 4 unexpected error."""
+3 incomplete (something planned was not scanned), 4 error (a rejected token, an unreachable sign-in
+host, or a bug)."""
 from __future__ import annotations
 
 import sys
@@ -56,7 +57,7 @@ def sweep(**kw) -> None:
 @connection_options
 @scope_options
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Cassette file to write (VCR.py-style YAML).")
+              help="Cassette file to write (VCR.py-style YAML); missing folders are created.")
 @click.option("--keep-secrets", is_flag=True, hidden=True,
               help="Do not scrub detected secrets (only for cassettes recorded from a fake tenant).")
 @click.option("--map-origin", multiple=True, hidden=True,
@@ -94,7 +95,8 @@ def record(**kw) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings.db = f"{tmp}/record.duckdb"
-        outcome = run_scan(settings, options, None, params={"record": True}, transport=lambda engine: recorder)
+        outcome = run_scan(settings, options, None, params={"record": True}, transport=lambda engine: recorder,
+                           outputs={"--out": kw["out"]})
     if keep:
         cassette = recorder.cassette(None)
     else:
@@ -141,7 +143,8 @@ def _run(settings, options, kw, params) -> None:
         params = {**params, "dataverse": [f"{t.environment}={t.url}" for t in dataverse]}
     progress = Progress(enabled=not kw.pop("quiet", False))
     try:
-        outcome = run_scan(settings, options, known, progress=progress, params=params, dataverse=dataverse)
+        outcome = run_scan(settings, options, known, progress=progress, params=params, dataverse=dataverse,
+                           outputs={"--summary-json": kw.get("summary_json")})
     finally:
         progress.stop()
     print_summary(settings.db, outcome)
@@ -210,13 +213,21 @@ def _status(rv: object) -> int:
 
 
 def _unexpected(exc: Exception) -> int:
-    from .errors import describe
-    from .store import StoreBusy
+    """An expected failure (credentials, config, a file, the network, an HTTP answer) prints its own
+    one-line message; only a bug says "unexpected", by type and place, with where to report it."""
+    from .auth import AuthConfigError
+    from .errors import ISSUES_URL, describe, is_expected
+    from .store import StoreOpenError
 
-    if isinstance(exc, StoreBusy):
-        click.echo(f"flowleaks: {exc}", err=True)
-    else:
-        click.echo(f"flowleaks: stopped by an unexpected error: {describe(exc)}", err=True)
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if is_expected(exc):
+        click.echo(f"flowleaks: {describe(exc)}", err=True)
+        # a wrong --db or missing credentials is bad input (2); a refused token or a dead host is an error (4)
+        if isinstance(cause, StoreOpenError):
+            return cause.exit_code
+        return EXIT_USAGE if isinstance(cause, AuthConfigError) else EXIT_ERROR
+    click.echo(f"flowleaks: stopped by an unexpected error: {describe(exc)} "
+               f"(a bug in flowleaks: please report it at {ISSUES_URL})", err=True)
     return EXIT_ERROR
 
 

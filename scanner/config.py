@@ -83,12 +83,18 @@ def connection_options(f: Callable) -> Callable:
         click.option("--access-token", envvar="FLOWLEAKS_ACCESS_TOKEN", show_envvar=True,
                      help="Pre-acquired bearer token used for every API; MSAL is skipped. Prefer the variable."),
         click.option("--db", default=DEFAULT_DB, show_default=True, envvar="FLOWLEAKS_DB", show_envvar=True,
-                     type=click.Path(dir_okay=False), help="DuckDB database file (created mode 0600)."),
+                     type=click.Path(dir_okay=False),
+                     help="DuckDB database file (created mode 0600, missing folders too)."),
         click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256),
                      envvar="FLOWLEAKS_CONCURRENCY", show_envvar=True, help="Requests in flight at most."),
         click.option("--max-content-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
                      envvar="FLOWLEAKS_MAX_CONTENT_MB", show_envvar=True,
                      help="Largest content body to download; bigger ones are recorded as 'too large'."),
+        click.option("--ca-bundle", envvar="FLOWLEAKS_CA_BUNDLE", show_envvar=True,
+                     type=click.Path(exists=True, readable=True),
+                     help="PEM file (or folder) of the CAs to trust instead of the default set, e.g. a "
+                          "TLS-inspecting proxy's (default: SSL_CERT_FILE when set). HTTPS_PROXY and "
+                          "NO_PROXY are honoured for https only; plain http is never proxied."),
         click.option("--as-admin/--as-maker", default=False, envvar="FLOWLEAKS_AS_ADMIN", show_envvar=True,
                      help="Admin scope (every flow in the environment, needs a Power Platform admin) "
                           "or maker scope (flows the identity owns or shares)."),
@@ -114,11 +120,46 @@ def settings_from(kw: dict) -> Settings:
                       client_secret=kw.pop("client_secret"), certificate_path=kw.pop("certificate"),
                       certificate_password=kw.pop("certificate_password"), token_cache=kw.pop("token_cache"),
                       access_token=kw.pop("access_token"))
+    proxy, no_proxy, ca_bundle = network_from_env(kw.pop("ca_bundle", None))
+    auth.proxy, auth.no_proxy, auth.ca_bundle = proxy, no_proxy, ca_bundle  # MSAL goes the same way
     http = HttpConfig(concurrency=kw.pop("concurrency"), max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
-                      content_host_suffixes=hosts)
+                      content_host_suffixes=hosts, proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle)
     return Settings(cloud=cloud, auth=auth, flow_api_url=root, pinned_flow_api=pinned, content_hosts=hosts,
                     db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"),
                     min_confidence=kw.pop("min_confidence", None) or "medium")
+
+
+def network_from_env(ca_bundle: str | None) -> tuple[str | None, str, str | None]:
+    """(HTTPS_PROXY, NO_PROXY, CA bundle), checked now: a bad one is a usage error before any request.
+    HTTP_PROXY is ignored on purpose: only loopback is reached over http, and never via a proxy."""
+    import os
+    import ssl
+    from urllib.parse import urlsplit
+
+    env = os.environ
+    proxy = (env.get("HTTPS_PROXY") or env.get("https_proxy") or "").strip() or None
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    if proxy:
+        p = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        if p.scheme not in ("http", "https") or not p.hostname:
+            # the host only: a proxy URL may carry user:password
+            raise click.UsageError(f"HTTPS_PROXY must be an http:// or https:// proxy URL (got scheme "
+                                   f"{p.scheme!r}, host {p.hostname or 'none'})")
+        proxy = p.geturl()
+    where = "--ca-bundle"
+    if not ca_bundle and (env.get("SSL_CERT_FILE") or env.get("SSL_CERT_DIR")):
+        ca_bundle = env.get("SSL_CERT_FILE") or env.get("SSL_CERT_DIR")
+        where = "SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
+    if ca_bundle:
+        try:
+            from .http import ssl_context
+
+            ssl_context(ca_bundle)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = "no PEM certificate in it" if isinstance(exc, (ssl.SSLError, ValueError)) else exc.strerror
+            # one line, exit 2 (cli._invoke): not click's usage block, the command line was fine
+            raise click.ClickException(f"{where}: cannot use {ca_bundle} as a CA bundle: {why}") from None
+    return proxy, no_proxy, ca_bundle
 
 
 def scope_options(f: Callable) -> Callable:
@@ -139,25 +180,28 @@ def scope_options(f: Callable) -> Callable:
 
 def output_options(f: Callable) -> Callable:
     """What a scheduled or interactive scan reports besides the summary."""
-    f = click.option("--summary-json", type=click.Path(dir_okay=False),
-                     help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers).")(f)
+    f = click.option("--summary-json", type=click.Path(dir_okay=False), envvar="FLOWLEAKS_SUMMARY_JSON", show_envvar=True,
+                     help="Write counts, completeness, duration, requests and 429s as JSON (for schedulers); "
+                          "checked before the scan starts, missing folders are created.")(f)
     f = click.option("--min-confidence", type=click.Choice(["low", "medium", "high"]), default="medium",
                      show_default=True, envvar="FLOWLEAKS_MIN_CONFIDENCE", show_envvar=True,
                      help="Report detector hits of at least this confidence; the others are kept as filtered "
                           "('low confidence'). `low` also reports short random-looking strings under neutral keys.")(f)
-    return click.option("--quiet", is_flag=True, help="No progress line on stderr.")(f)
+    return click.option("--quiet", is_flag=True, envvar="FLOWLEAKS_QUIET", show_envvar=True,
+                        help="No progress line on stderr.")(f)
 
 
 def known_value_options(f: Callable) -> Callable:
     opts = [
-        click.option("--known-vault", "known_vaults", multiple=True,
-                     help="Key Vault URL or name whose enabled secrets are matched by keyed hash (repeatable)."),
-        click.option("--known-vault-versions", is_flag=True,
+        click.option("--known-vault", "known_vaults", multiple=True, envvar="FLOWLEAKS_KNOWN_VAULT", show_envvar=True,
+                     help="Key Vault URL or name whose enabled secrets are matched by keyed hash (repeatable; "
+                          "the variable takes a space-separated list)."),
+        click.option("--known-vault-versions", is_flag=True, envvar="FLOWLEAKS_KNOWN_VAULT_VERSIONS", show_envvar=True,
                      help="Also match older enabled versions of each vault secret (rotated-out values)."),
         click.option("--known-values-stdin", is_flag=True,
                      help="Read known secret values from stdin, one per line (hashed, never stored)."),
-        click.option("--known-hashes", type=click.Path(exists=True, dir_okay=False),
-                     help="File of lowercase hex SHA-256 hashes of known values, one per line."),
+        click.option("--known-hashes", type=click.Path(exists=True, dir_okay=False), envvar="FLOWLEAKS_KNOWN_HASHES",
+                     show_envvar=True, help="File of lowercase hex SHA-256 hashes of known values, one per line."),
     ]
     for opt in reversed(opts):
         f = opt(f)

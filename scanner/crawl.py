@@ -295,6 +295,10 @@ class Crawl:
         try:
             envs = await self.api.environments(on_rehome=self.rehomed(None))
         except FlowleaksHttpError as exc:
+            if isinstance(exc, ApiError) and exc.status in (401, 403):  # the token, not one environment
+                from .http import TokenRejected
+
+                raise TokenRejected(exc, self.api.audience, self.api.as_admin) from None
             self.skip(None, None, None, None, None, exc.reason, f"listing environments: {exc}")
             await self.flush(force=True)
             return self.stats

@@ -124,7 +124,7 @@ def _where(row: dict[str, Any]) -> str:
 
 
 def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from .sarif import artifact_uri, rule_descriptor, run_uri, sarif_log
+    from .sarif import artifact_uri, flow_uri, rule_descriptor, sarif_log
     from .sarif import result as sarif_result
 
     known = _known_rule_descriptors()
@@ -155,10 +155,15 @@ def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
             msg = f"{rid}: {row.get('message') or 'finding'} in {_where(row)}."
         if row.get("remediation"):
             msg += f" Remediation: {row['remediation']}"
-        # a scan-files finding is in a file; a run-history one in a run (a logical URI)
-        uri = artifact_uri(row["file"]) if row.get("file") else \
-            run_uri(row.get("environment") or "-", row.get("flow_id") or "-", row.get("run_id"))
-        res = sarif_result(rid, " ".join(msg.split()), level=lvl, uri=uri,
+        # a scan-files finding is in a file; a run-history or posture one in its flow's stable
+        # pseudo-file (dashboards drop non-relative URIs), with run, action and path in the message;
+        # line 1 because code scanning places an alert by region.startLine
+        if row.get("file"):
+            uri, region = artifact_uri(row["file"]), None
+        else:
+            uri, region = flow_uri(row.get("environment") or "-", row.get("flow_id") or "-"), {"startLine": 1}
+        res = sarif_result(rid, " ".join(msg.split()), level=lvl, uri=uri, region=region,
+                           location_message=_where(row),
                            fingerprints={"flowleaks/v1": row["fingerprint"]} if row.get("fingerprint") else None,
                            properties={k: (str(v) if v is not None and not isinstance(v, (bool, int)) else v)
                                        for k, v in row.items()

@@ -59,6 +59,26 @@ class ApiError(FlowleaksHttpError):
         super().__init__(f"{status} {code}: {message} ({self.url})")
 
 
+class TokenRejected(FlowleaksHttpError):
+    """A 401/403 on the environment listing: every later request would fail the same way, so the
+    scan ends at once with the likely fix instead of an 'HTTP error' count in the summary."""
+
+    reason = "token rejected"
+
+    def __init__(self, err: ApiError, audience: str, as_admin: bool):
+        host = urlsplit(err.url).netloc
+        if err.status == 401:
+            fix = (f"the token must be for the Flow API (audience {audience.rstrip('/')}) and unexpired; "
+                   "get a new one, or check --cloud")
+        elif as_admin:
+            fix = ("--as-admin needs a Power Platform admin; for an app, register it as a Power Platform "
+                   "management app (pac admin application register --application-id <client-id>), or use --as-maker")
+        else:
+            fix = "the identity has no Power Automate access here; check its licence and environment roles"
+        self.status = err.status
+        super().__init__(f"token rejected by {host}: {err.status} {err.code}: {err.api_message.rstrip('. ')}; likely fix: {fix}")
+
+
 class Throttled(FlowleaksHttpError):
     reason = "throttled"
 
@@ -115,8 +135,58 @@ class UnusableUrl(FlowleaksHttpError):
 class TransportFailed(FlowleaksHttpError):
     reason = "connection error"
 
-    def __init__(self, url: str, exc: BaseException):
-        super().__init__(f"{type(exc).__name__} talking to {redact_url(url)}")
+    def __init__(self, url: str, exc: BaseException, proxy: str | None = None):
+        self.host = urlsplit(str(url)).netloc.rpartition("@")[2]
+        if proxy:  # host:port only: a proxy URL may carry user:password
+            self.host += f" through the proxy {urlsplit(proxy).netloc.rpartition('@')[2]}"
+        # No connection at all (DNS, refused, TLS): retried on a small budget of its own, because
+        # waiting longer rarely brings a host back; timeouts and 5xx keep the full budget.
+        self.no_connection = isinstance(exc, (httpx.ConnectError, httpx.ProxyError))
+        self.why = unreachable_reason(exc)
+        super().__init__(f"cannot reach {self.host}: {self.why} ({redact_url(url)})")
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words, from the exception chain's types (httpx, requests and
+    urllib3 wrap the OS error several levels deep). Fixed phrases only: never the library's text."""
+    import socket
+    import ssl
+
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+    names = {type(e).__name__ for e in seen}
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in seen) or "SSLError" in names:
+        return ("TLS certificate verification failed (a proxy inspecting TLS? give its CA with --ca-bundle "
+                "or SSL_CERT_FILE)")
+    if "ProxyError" in names:
+        return "the proxy (HTTPS_PROXY) refused or could not open the connection"
+    if any(isinstance(e, socket.gaierror) for e in seen) or "NameResolutionError" in names:
+        return "DNS lookup failed (unknown host name, or no network)"
+    if any(isinstance(e, ConnectionRefusedError) for e in seen):
+        return "connection refused (nothing listening at that address and port)"
+    if any(isinstance(e, (TimeoutError, httpx.TimeoutException)) for e in seen) or \
+            {"ConnectTimeout", "ReadTimeout", "Timeout"} & names:
+        return "timed out"
+    if any(isinstance(e, ConnectionResetError) for e in seen) or "RemoteProtocolError" in names:
+        return "the connection was closed before an answer"
+    return type(exc).__name__
+
+
+def proxy_bypassed(host: str, no_proxy: str) -> bool:
+    """NO_PROXY as curl and requests read it: '*', or comma-separated host suffixes."""
+    host = (host or "").lower().strip("[]")
+    for raw in (e.strip().lower() for e in (no_proxy or "").split(",")):
+        entry = raw.lstrip("*").lstrip(".")
+        if raw == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
 
 
 FRIENDLY = {
@@ -295,6 +365,32 @@ class Pacer:
 
 # -- the client --------------------------------------------------------------------------------
 
+def ssl_context(ca_bundle: str):
+    """A CA bundle (PEM file, or a folder of hashed certificates) as the only trusted roots."""
+    import os
+    import ssl
+
+    if os.path.isdir(ca_bundle):
+        return ssl.create_default_context(capath=ca_bundle)
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+def proxy_mounts(config: "HttpConfig", verify: Any, limits: httpx.Limits) -> dict | None:
+    """https:// through HTTPS_PROXY, except NO_PROXY hosts; http:// never proxied (it carries a token
+    in clear to loopback only, and a proxy must never see one)."""
+    if not config.proxy:
+        return None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+        "https://": httpx.AsyncHTTPTransport(proxy=config.proxy, verify=verify, limits=limits)}
+    for entry in (e.strip().lower() for e in config.no_proxy.split(",")):
+        if entry == "*":
+            return None
+        entry = entry.lstrip("*").lstrip(".")
+        if entry:
+            for pattern in (f"https://{entry}", f"https://*.{entry}"):
+                mounts[pattern] = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    return mounts
+
 @dataclass
 class HttpConfig:
     concurrency: int = 16
@@ -306,6 +402,12 @@ class HttpConfig:
     max_retry_after: float = 120.0      # a Retry-After beyond this gives up on the request
     max_content_bytes: int = 64 * 1024 * 1024
     content_host_suffixes: tuple[str, ...] = ()
+    max_connect_attempts: int = 3       # no connection at all (DNS, refused): give up sooner than on 5xx
+    # Corporate networks. Only https is ever proxied: a proxy then sees a CONNECT host:port and
+    # never a header; plain http (loopback only) never goes through a proxy.
+    proxy: str | None = None            # HTTPS_PROXY
+    no_proxy: str = ""                  # NO_PROXY
+    ca_bundle: str | None = None        # --ca-bundle / SSL_CERT_FILE: replaces the default CA set
 
 
 class HttpClient:
@@ -322,9 +424,15 @@ class HttpClient:
                               max_keepalive_connections=config.concurrency)
         timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                                 write=config.read_timeout, pool=None)
+        # trust_env stays off (it would also proxy plain http and read .netrc credentials); the
+        # proxy and CA bundle are passed explicitly instead (see HttpConfig).
+        verify: Any = ssl_context(config.ca_bundle) if config.ca_bundle else True
+        mounts = proxy_mounts(config, verify, limits) if transport is None else None
         self.client = httpx.AsyncClient(follow_redirects=False, timeout=timeout, limits=limits,
                                         transport=transport, headers={"User-Agent": USER_AGENT},
-                                        trust_env=False)
+                                        trust_env=False, verify=verify, mounts=mounts)
+        self._mounted_proxy = bool(mounts)
+        self.on_retry: Any = None  # called with one line (host, why, attempt) before a retry's wait
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -338,6 +446,14 @@ class HttpClient:
     def allow_origin(self, audience: str, url: str) -> None:
         check_transport_security(url)
         self.origins.setdefault(audience, set()).add(origin(url))
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to `url` goes through (as mounted in __init__), for error messages."""
+        p = urlsplit(url)
+        if self.config.proxy and p.scheme == "https" and self._mounted_proxy \
+                and not proxy_bypassed(p.hostname or "", self.config.no_proxy):
+            return self.config.proxy
+        return None
 
     def content_host_allowed(self, url: str) -> bool:
         p = urlsplit(url)
@@ -362,17 +478,31 @@ class HttpClient:
                 return ra + random.uniform(0, 0.25 * max(ra, 0.2))
             return backoff(state)
 
+        def attempts_for(exc: BaseException | None) -> int:
+            if isinstance(exc, TransportFailed) and exc.no_connection:
+                return min(self.config.max_connect_attempts, self.config.max_attempts)
+            return self.config.max_attempts
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            return state.attempt_number >= attempts_for(exc)
+
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
             # the exception's text carries the URL already redacted (scheme://host/path)
             log.info("%s: attempt %d of %d failed (%s); retrying in %.1fs", kind, state.attempt_number,
-                     self.config.max_attempts, state.outcome.exception() if state.outcome else "?",
-                     state.next_action.sleep if state.next_action else 0.0)
+                     attempts_for(exc), exc or "?", delay)
+            if self.on_retry is not None:
+                what = (f"cannot reach {exc.host}: {exc.why}" if isinstance(exc, TransportFailed)
+                        else str(exc))
+                self.on_retry(f"retrying {kind}: {what}; attempt {state.attempt_number + 1} of "
+                              f"{attempts_for(exc)} in {delay:.1f}s")
 
         return AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, (RetryableStatus, TransportFailed))),
-            wait=wait, stop=stop_after_attempt(self.config.max_attempts),
-            before_sleep=before_sleep, reraise=True)
+            wait=wait, stop=stop, before_sleep=before_sleep, reraise=True)
 
     # -- API calls (bearer token) --------------------------------------------------------------
 
@@ -409,7 +539,7 @@ class HttpClient:
                 raise UnusableUrl(url) from None
             except (httpx.TransportError, TimeoutError) as exc:
                 _log_request(kind, url, type(exc).__name__, started, attempt)
-                raise TransportFailed(url, exc) from None
+                raise TransportFailed(url, exc, self.proxy_for(url)) from None
         _log_request(kind, url, resp.status_code, started, attempt, len(resp.content))
         return self._json_or_raise(resp, url, self.api_pacer)
 
@@ -505,7 +635,7 @@ class HttpClient:
                 raise UnusableUrl(uri) from None
             except (httpx.TransportError, TimeoutError) as exc:
                 outcome = f"{outcome}, then {type(exc).__name__}" if isinstance(outcome, int) else type(exc).__name__
-                raise TransportFailed(uri, exc) from None
+                raise TransportFailed(uri, exc, self.proxy_for(uri)) from None
             finally:
                 _log_request("content", uri, outcome, started, attempt, size)
         self.content_pacer.on_success()

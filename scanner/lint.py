@@ -346,10 +346,14 @@ def to_sarif(report: LintReport) -> dict[str, Any]:
             props["preview"] = f.preview
         if f.sources:
             props["sources"] = list(f.sources)
+        # the file and the line of the action, which code scanning shows; a zip member has no line a
+        # dashboard could show (the lines are the member's), so the member goes in the message
         region = {"startLine": r.line} if (r.line and not r.member) else None
+        where = ", ".join(p for p in (r.member and f"in {r.member}", f.action and f"action '{f.action}'",
+                                      f.json_path and f"at {f.json_path}") if p)
         results.append(sarif.result(f.rule_id, msg, level=sarif.level_for(f.severity), uri=sarif.artifact_uri(r.path),
                                     region=region, logical_name=f.logical_name or f.action,
-                                    fingerprints=fps, properties=props))
+                                    fingerprints=fps, properties=props, location_message=where or None))
     inv = {"executionSuccessful": not report.errors}
     if report.errors:
         inv["toolExecutionNotifications"] = [{"level": "error", "message": {"text": e}} for e in report.errors]

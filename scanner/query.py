@@ -3,7 +3,13 @@
 The database is opened with `read_only=True`, so an INSERT/UPDATE/DELETE/CREATE is refused by DuckDB
 itself. CSV and JSON are written by DuckDB (`COPY (query) TO … (FORMAT csv|json)`) into a private temp
 file and streamed to stdout; statements that cannot be wrapped in COPY (SHOW, DESCRIBE, PRAGMA, several
-statements) fall back to the relation's own CSV writer or Python's json module. The table format uses rich.
+statements) fall back to the relation's own CSV writer or Python's json module. The table format uses rich;
+`line` is one `column = value` per line, a blank line between rows (like `duckdb -line`), and is what a
+table wider than the terminal is shown as unless `--format table` is asked for.
+
+DuckDB lets one process write a database and no other process open it meanwhile, not even read-only
+(https://duckdb.org/docs/current/connect/concurrency): there is no snapshot to read while a scan runs,
+so `query` says so in one line and exits 4.
 
 Nothing here can print a secret: the database holds previews and keyed fingerprints only.
 """
@@ -23,7 +29,8 @@ import duckdb
 from .views import ensure_views
 
 DEFAULT_DB = "flowleaks.duckdb"  # same default as config.DEFAULT_DB (kept local: no HTTP imports)
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "line", "csv", "json")
+NARROW_FALLBACK = 250  # width of a table written to a pipe or file (no terminal to measure)
 
 
 class CommandError(click.ClickException):
@@ -40,8 +47,10 @@ def db_option(f):
 
 
 def format_option(f):
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                        help="table (rich), csv (with header) or json (an array of objects).")(f)
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                        help="table (rich), line (one column = value per line, a blank line between rows), "
+                             "csv (with header) or json (an array of objects). Default: table, or line when "
+                             "the table is wider than the terminal ($COLUMNS).")(f)
 
 
 def _one_line(text: str, limit: int = 600) -> str:
@@ -54,16 +63,29 @@ def connect_read_only(db: str) -> duckdb.DuckDBPyConnection:
         raise CommandError(f"no database at {db}: run `flowleaks sweep` first, or pass --db / set FLOWLEAKS_DB")
     try:
         con = duckdb.connect(db, read_only=True)
-    except duckdb.Error as exc:
-        if "lock" in str(exc).lower():
-            raise CommandError(f"database {db} is in use by a running flowleaks scan; retry when it ends",
-                               exit_code=4) from None
-        raise CommandError(f"cannot open {db}: {_one_line(exc)}") from None
+    except (duckdb.Error, OSError) as exc:
+        if "conflicting lock" in str(exc).lower():
+            raise CommandError(busy_message(db, exc), exit_code=4) from None
+        from .store import open_error  # the same one line a scan prints for the same file
+
+        err = open_error(db, exc)
+        raise CommandError(str(err), exit_code=err.exit_code) from None
     try:
         ensure_views(con)
     except duckdb.Error:
         pass
     return con
+
+
+def busy_message(db: str, exc: Exception) -> str:
+    """One line for a database another process holds for writing. DuckDB offers no snapshot to read
+    then (one writer process, and no reader beside it), so the honest answer is when to retry."""
+    import re
+
+    pid = re.search(r"\(PID (\d+)\)", str(exc))
+    who = f" (PID {pid.group(1)})" if pid else ""
+    return (f"database {db} is being written by another process{who}, most likely a running flowleaks scan; "
+            "DuckDB allows no reader beside a writer, so rerun the query when the scan has finished")
 
 
 def sql_error(exc: Exception) -> CommandError:
@@ -112,7 +134,7 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+    console = Console(highlight=False, width=terminal_width())  # the width the table/line choice used
     t = Table(title=title, show_lines=False)
     for c in columns:
         t.add_column(str(c), overflow="fold")
@@ -120,6 +142,47 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
         t.add_row(*(Text(_cell(v)) for v in r))  # cells are data, never markup (`$[line 3]`, `[bold]`)
     console.print(t)
     click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)
+
+
+def print_lines(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Each row as `column = value` lines, names right-aligned, a blank line between rows (the layout of
+    `duckdb -line`): a 30-column row stays readable where a table would fold every cell."""
+    names = [str(c) for c in columns]
+    w = max((len(n) for n in names), default=0)
+    out: list[str] = []
+    for i, r in enumerate(rows):
+        if i:
+            out.append("")
+        for name, v in zip(names, r):
+            text = _cell(v).replace("\r\n", "\n").split("\n")
+            out.append(f"{name:>{w}} = {text[0]}")
+            out.extend(" " * (w + 3) + more for more in text[1:])  # continuation lines stay in the column
+    if out:
+        click.echo("\n".join(out))
+    click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)
+
+
+def terminal_width() -> int:
+    """$COLUMNS when set (as rich and less honour it), else the terminal's width, else a wide default."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return NARROW_FALLBACK
+
+
+def table_width(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Width rich needs to show every cell unfolded: widest line per column, plus padding and borders."""
+    from rich.cells import cell_len
+
+    widths = [cell_len(str(c)) for c in columns]
+    for r in rows:
+        for i, v in enumerate(r):
+            line = max((cell_len(x) for x in _cell(v).splitlines()), default=0)
+            if line > widths[i]:
+                widths[i] = line
+    return sum(widths) + 3 * len(widths) + 1
 
 
 def _json_default(v: Any) -> Any:
@@ -140,12 +203,17 @@ def render(con: duckdb.DuckDBPyConnection, sql: str, fmt: str, params: Sequence[
         raise sql_error(exc) from None
     if rel is None:  # a statement without a result (SET, a refused write would have raised)
         return 0
-    if fmt == "table":
+    if fmt in (None, "table", "line"):
         try:
             columns, rows = rel.columns, rel.fetchall()
         except duckdb.Error as exc:
             raise sql_error(exc) from None
-        print_table(columns, rows, title)
+        if fmt is None:  # not asked for: a table if it fits, else one value per line
+            fmt = "line" if table_width(columns, rows) > terminal_width() else "table"
+        if fmt == "line":
+            print_lines(columns, rows)
+        else:
+            print_table(columns, rows, title)
         return len(rows)
     tmpdir = tempfile.mkdtemp(prefix="flowleaks-query-")  # 0700
     try:
@@ -190,10 +258,17 @@ def query_command(sql: str, db: str, fmt: str) -> None:
     suppressions. Views: open_findings, findings_by_flow, exposure, coverage, skipped_by_reason,
     filtered_by_rule, connectors_involved. Ready queries: docs/queries.md.
 
+    A result wider than the terminal is shown one `column = value` per line (--format line) unless
+    --format table is given.
+
     \b
     Examples:
       flowleaks query "SELECT * FROM findings_by_flow LIMIT 10"
+      flowleaks query "SELECT * FROM open_findings" --format line
       flowleaks query "SELECT * FROM exposure" --format json > exposure.json
+
+    Exit status: 0 done, 2 bad SQL or no database, 4 the database is being written by a running scan
+    (DuckDB lets no other process read it meanwhile: rerun when the scan ends).
     """
     con = connect_read_only(db)
     try:

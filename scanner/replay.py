@@ -2,48 +2,113 @@
 
 Two listeners: the Flow API on 127.0.0.1 and the content links on `localhost` (a different host, so
 the sweep's "no token to content hosts" rule is exercised for real). Absolute URLs inside recorded
-bodies are rewritten to point at these listeners: the Flow API root to the API listener, each
-`*.logic.azure.*` content host to `http://localhost:<port>/__host/<host>/…`.
+bodies are rewritten to point at these listeners, whatever hosts the cassette holds: the Flow API
+origins (the real service's or a loopback fake's) to the API listener, every other recorded origin
+(and each `*.logic.azure.*` content host) to `http://localhost:<port>/__host/<host>/…`.
+
+Time: a cassette records when it was recorded (`recorded_at`). The replay moves every timestamp it
+serves (run start/end, flow times, link `se` expiries) by `now - recorded_at`, in whole seconds, so
+the runs are as old today as they were when recorded and a sweep's window (computed from the
+scanner's own clock) selects the same runs on any day. Timestamps in request queries (`se`,
+`$filter`) are moved back before matching. With that anchor, a content link whose `se` has passed
+(by the replay's clock) is refused with 403, as the service does. A cassette without `recorded_at`
+is served as recorded.
 """
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from .cassette import Cassette, Interaction, normalise_uri
+from .cassette import Cassette, Interaction, normalise_uri, parse_time
 
 API_ORIGIN_RE = re.compile(r"https://(?:[a-z0-9-]+\.)?api\.flow\.microsoft\.com(?::443)?", re.I)
 CONTENT_ORIGIN_RE = re.compile(r"https://([a-z0-9.-]+\.logic\.azure\.(?:com|us|cn))(?::443)?", re.I)
 IGNORED_ON_FALLBACK = {"$filter", "$top"}
+# An ISO-8601 date and time as the API writes it, raw or URL-encoded (`:` as `%3A`, or `%253A` once
+# more): the fraction and zone that follow are kept as written (the shift is whole seconds).
+TIMESTAMP_RE = re.compile(r"(?<!\d)(\d{4})-(\d\d)-(\d\d)T(\d\d)(:|%3A|%253A)(\d\d)(?:\5)(\d\d)(?!\d)", re.I)
+MASKED_TIME = "<time>"
+
+
+def shift_times(text: str, seconds: int) -> str:
+    """Every timestamp in `text` moved by `seconds`, each written back in its own format."""
+    if not seconds:
+        return text
+
+    def move(m: re.Match) -> str:
+        y, mo, d, h, _, mi, s = m.groups()
+        try:
+            t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s)) + timedelta(seconds=seconds)
+        except (ValueError, OverflowError):  # not a real date: leave it as it is
+            return m.group(0)
+        sep = m.group(5)
+        return f"{t:%Y-%m-%dT%H}{sep}{t:%M}{sep}{t:%S}"
+
+    return TIMESTAMP_RE.sub(move, text)
+
+
+def _split(uri: str) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """(scheme, netloc, path, query pairs minus `sig`) of a normalised `uri`."""
+    p = urlsplit(normalise_uri(uri))
+    return p.scheme, p.netloc, p.path, parse_qsl(p.query, keep_blank_values=True)
 
 
 class ReplayServer:
-    def __init__(self, cassette: Cassette, token: str | None = None):
+    def __init__(self, cassette: Cassette, token: str | None = None, now: datetime | None = None):
         self.cassette = cassette
         self.token = token
-        self.exact: dict[tuple[str, str], Interaction] = {}
-        self.loose: dict[tuple[str, str], Interaction] = {}
+        # The replay's notion of now: the real clock, or the real clock moved to start at `now`.
+        self._skew = (now - datetime.now(timezone.utc)) if now is not None else timedelta(0)
+        anchor = parse_time(cassette.recorded_at) if cassette.recorded_at else None
+        self.anchored = anchor is not None
+        self.shift = round((self.now() - anchor).total_seconds()) if anchor else 0
+        self.api_origins: set[str] = set()
         for i in cassette.interactions:
-            uri = self._canonical(i.uri)
-            self.exact.setdefault((i.method, normalise_uri(uri)), i)
-            self.loose.setdefault((i.method, self._loose_key(uri)), i)
+            scheme, netloc, path, _ = _split(i.uri)
+            origin = f"{scheme}://{netloc}"
+            if API_ORIGIN_RE.fullmatch(origin) or path.startswith("/providers/"):
+                self.api_origins.add(origin)
+        self.origins = {f"{s}://{n}" for s, n, _, _ in map(_split, (i.uri for i in cassette.interactions))}
+        self.exact: dict[tuple, Interaction] = {}
+        self.masked: dict[tuple, Interaction] = {}
+        self.loose: dict[tuple, Interaction] = {}
+        for i in cassette.interactions:
+            for table, key in zip((self.exact, self.masked, self.loose), self._keys(i.uri)):
+                table.setdefault((i.method, key), i)
+        self._origin_re = self._origins_pattern()
         self.requests = 0
         self.misses: list[str] = []
+        self.expired: list[str] = []
         self.content_auth_headers_seen: list[str] = []
         self._servers: list[ThreadingHTTPServer] = []
 
-    @staticmethod
-    def _canonical(uri: str) -> str:
-        return normalise_uri(API_ORIGIN_RE.sub("https://api.flow.microsoft.com", uri))
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self._skew
 
-    @staticmethod
-    def _loose_key(uri: str) -> str:
-        p = urlsplit(uri)
-        q = sorted((k, v) for k, v in parse_qsl(p.query) if k not in IGNORED_ON_FALLBACK and k.lower() != "sig")
-        return f"{p.netloc.lower()}{p.path}?{q}"
+    def _keys(self, uri: str) -> tuple[tuple, tuple, tuple]:
+        """Exact, `$filter`-times-masked and loose (no `$filter`/`$top`) keys of a recorded-time URI.
+        An API request is matched by path and query alone (any recorded API origin), a content link
+        by its recorded host too."""
+        scheme, netloc, path, q = _split(uri)
+        where = ("api",) if f"{scheme}://{netloc}" in self.api_origins else ("content", netloc)
+        masked = [(k, TIMESTAMP_RE.sub(MASKED_TIME, v) if k == "$filter" else v) for k, v in q]
+        loose = [(k, v) for k, v in q if k not in IGNORED_ON_FALLBACK]
+        return tuple((*where, path, urlencode(sorted(x))) for x in (q, masked, loose))
+
+    def _origins_pattern(self) -> re.Pattern:
+        alts = []
+        for origin in sorted(self.origins, key=len, reverse=True):
+            default = "" if re.search(r":\d+$", origin) else {"https": "(?::443)?", "http": "(?::80)?"}.get(
+                origin.split(":", 1)[0], "")
+            alts.append(re.escape(origin) + default)
+        dyn = f"(?P<d>{'|'.join(alts)})(?![\\w.-]|:\\d)|" if alts else ""
+        return re.compile(f"{dyn}(?P<a>{API_ORIGIN_RE.pattern})|{CONTENT_ORIGIN_RE.pattern}", re.I)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -66,9 +131,9 @@ class ReplayServer:
             s.server_close()
 
     def env(self) -> dict[str, str]:
-        """The FLOWLEAKS_* variables that point a sweep at this replay."""
-        return {"FLOWLEAKS_FLOW_API_URL": self.api_url, "FLOWLEAKS_CONTENT_HOSTS": "localhost",
-                "FLOWLEAKS_ACCESS_TOKEN": self.token or "replay-token"}
+        """The FLOWLEAKS_* variables that point a sweep at this replay (the fake's names and order)."""
+        return {"FLOWLEAKS_FLOW_API_URL": self.api_url, "FLOWLEAKS_ACCESS_TOKEN": self.token or "replay-token",
+                "FLOWLEAKS_CONTENT_HOSTS": "localhost"}
 
     def _serve(self, host: str, content: bool) -> ThreadingHTTPServer:
         replay = self
@@ -81,6 +146,10 @@ class ReplayServer:
                 if content:
                     if self.headers.get("Authorization"):
                         replay.content_auth_headers_seen.append("Authorization")
+                    if replay.link_expired(self.path):
+                        replay.expired.append(urlsplit(self.path).path)
+                        return self._send(403, '{"error":{"code":"AuthorizationFailed",'
+                                               '"message":"The SAS token in the request has expired."}}')
                     i = replay.lookup_content(self.path)
                 else:
                     if replay.token and self.headers.get("Authorization") != f"Bearer {replay.token}":
@@ -89,8 +158,8 @@ class ReplayServer:
                 if i is None:
                     replay.misses.append(urlsplit(self.path).path)
                     return self._send(404, '{"error":{"code":"NotRecorded","message":"not in the cassette"}}')
-                self._send(i.status, replay.rewrite(i.body), i.headers.get("content-type") or
-                           i.headers.get("Content-Type") or "application/json")
+                self._send(i.status, replay.rewrite(shift_times(i.body, replay.shift)),
+                           i.headers.get("content-type") or i.headers.get("Content-Type") or "application/json")
 
             def _send(self, status: int, body: str, ctype: str = "application/json") -> None:
                 data = body.encode("utf-8")
@@ -112,11 +181,14 @@ class ReplayServer:
     # -- matching and rewriting -----------------------------------------------------------------
 
     def _find(self, uri: str) -> Interaction | None:
-        canon = self._canonical(uri)
-        return self.exact.get(("GET", normalise_uri(canon))) or self.loose.get(("GET", self._loose_key(canon)))
+        """The interaction recorded for a request URI; its timestamps are moved back to recorded time."""
+        exact, masked, loose = self._keys(shift_times(uri, -self.shift))
+        return (self.exact.get(("GET", exact)) or self.masked.get(("GET", masked))
+                or self.loose.get(("GET", loose)))
 
     def lookup_api(self, path: str) -> Interaction | None:
-        return self._find("https://api.flow.microsoft.com" + path)
+        # any recorded API origin will do: API keys hold no origin
+        return self._find(f"{next(iter(self.api_origins), 'https://api.flow.microsoft.com')}{path}")
 
     def lookup_content(self, path: str) -> Interaction | None:
         m = re.match(r"^/__host/([^/]+)(/.*)$", path)
@@ -124,28 +196,66 @@ class ReplayServer:
             return None
         return self._find(f"https://{m.group(1)}{m.group(2)}")
 
+    def link_expired(self, path: str) -> bool:
+        """A content link whose `se` (as served, i.e. moved) has passed by the replay's clock."""
+        if not self.anchored:
+            return False
+        se = dict(parse_qsl(urlsplit(path).query)).get("se")
+        when = parse_time(unquote(se)) if se else None
+        return when is not None and when < self.now()
+
     def rewrite(self, body: str) -> str:
-        body = API_ORIGIN_RE.sub(self.api_url, body)
-        return CONTENT_ORIGIN_RE.sub(lambda m: f"{self.content_url}/__host/{m.group(1)}", body)
+        def to_listener(m: re.Match) -> str:
+            if m.group("a"):
+                return self.api_url
+            if m.group("d") is None:  # a *.logic.azure.* host the cassette holds no request for
+                return f"{self.content_url}/__host/{m.group(m.lastindex).lower()}"
+            scheme, netloc, _, _ = _split(m.group("d"))
+            if f"{scheme}://{netloc}" in self.api_origins:
+                return self.api_url
+            return f"{self.content_url}/__host/{netloc}"
+
+        return self._origin_re.sub(to_listener, body)
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m scanner.replay CASSETTE`: serve until interrupted, printing the variables to use."""
     import time
 
-    args = argv if argv is not None else sys.argv[1:]
-    if not args:
-        print("usage: python -m scanner.replay CASSETTE.yaml", file=sys.stderr)
-        sys.exit(2)
-    with ReplayServer(Cassette.load(args[0])) as server:
+    p = argparse.ArgumentParser(
+        prog="python -m scanner.replay",
+        description="Serve a flowleaks cassette over loopback HTTP and print the variables that point "
+                    "`flowleaks sweep` at it (as `export NAME=value` lines). Ctrl-C to stop.")
+    p.add_argument("cassette", metavar="CASSETTE.yaml", help="a cassette written by `flowleaks record`")
+    p.add_argument("--token", help="bearer token the API listener requires (default: any)")
+    p.add_argument("--now", type=_iso_arg, metavar="ISO-8601",
+                   help="the replay's clock (timestamps are moved relative to it); default: now")
+    args = p.parse_args(argv)
+    try:
+        cassette = Cassette.load(args.cassette)
+    except OSError as exc:
+        p.exit(2, f"python -m scanner.replay: cannot read {args.cassette}: {exc.strerror or exc}\n")
+    except ValueError as exc:  # ours: says what is wrong, quotes nothing from the file
+        p.exit(2, f"python -m scanner.replay: {args.cassette} is not a cassette: {exc}\n")
+    except Exception as exc:  # noqa: BLE001 - a malformed cassette: one line, not a traceback (and
+        # not the parser's message, which quotes the file, and a cassette's content may be sensitive)
+        p.exit(2, f"python -m scanner.replay: {args.cassette} is not a cassette ({exc.__class__.__name__})\n")
+    with ReplayServer(cassette, token=args.token, now=args.now) as server:
         for k, v in server.env().items():
-            print(f"export {k}={v}")
-        sys.stdout.flush()
+            print(f"export {k}={shlex.quote(v)}")
+        print(f"# {len(cassette.interactions)} recorded interactions; Ctrl-C to stop", flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+def _iso_arg(text: str) -> datetime:
+    when = parse_time(text)
+    if when is None:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time with a zone: {text!r}")
+    return when
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Only what code-scanning consumers need: tool.driver with rules (id, name, short/full description,
 help text + markdown, defaultConfiguration.level), results with ruleId/ruleIndex, level, message,
-a physical location (file URI, or a logical `flowleaks:` URI for run findings, plus a region when the
-line is known), logical locations (the action's JSON location, kind `member`) and partialFingerprints.
+a physical location (file URI; for run findings a relative pseudo-path per flow, see flow_uri; plus a
+region when the line is known), logical locations (the action's JSON location, kind `member`) and
+partialFingerprints. tests/test_sarif_schema.py validates both exports against the official schema.
 
 Nothing here ever receives a secret: callers pass previews and keyed fingerprints only.
 """
@@ -53,6 +54,16 @@ def artifact_uri(path: str) -> str:
     return quote(p)
 
 
+def flow_uri(environment: str, flow_id: str) -> str:
+    """The artifact URI of a run-history finding: `flowleaks/<environment>/<flow_id>.json`.
+
+    Code-scanning UIs (GitHub, Azure DevOps) show only results whose location is a relative path
+    (a `flowleaks://` URI is dropped or shown without a place); one stable pseudo-file per flow
+    groups a flow's findings and survives new runs. The run, action and JSON path go in the
+    location's message, not the URI, so the alert's place does not change with every run."""
+    return f"flowleaks/{quote(environment or '-', safe='')}/{quote(flow_id or '-', safe='')}.json"
+
+
 def run_uri(environment: str, flow_id: str, run_id: str | None = None) -> str:
     """The logical URI for a run-history finding: flowleaks://<env>/flows/<flow>[/runs/<run>]."""
     u = f"flowleaks://{quote(environment, safe='')}/flows/{quote(flow_id, safe='')}"
@@ -64,12 +75,16 @@ def run_uri(environment: str, flow_id: str, run_id: str | None = None) -> str:
 def result(rule_id: str, message: str, *, level: str, uri: str, region: Mapping[str, Any] | None = None,
            logical_name: str | None = None, logical_kind: str = "member",
            fingerprints: Mapping[str, str] | None = None,
-           properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One SARIF result. `uri` is used as given (see artifact_uri / run_uri)."""
+           properties: Mapping[str, Any] | None = None,
+           location_message: str | None = None) -> dict[str, Any]:
+    """One SARIF result. `uri` is used as given (see artifact_uri / flow_uri); `location_message`
+    says where inside the artifact (run, action, JSON path) when no line can."""
     phys: dict[str, Any] = {"artifactLocation": {"uri": uri}}
     if region:
         phys["region"] = dict(region)
     loc: dict[str, Any] = {"physicalLocation": phys}
+    if location_message:
+        loc["message"] = {"text": location_message}
     if logical_name:
         loc["logicalLocations"] = [{"fullyQualifiedName": logical_name, "name": logical_name.rsplit(".", 1)[-1],
                                     "kind": logical_kind}]

@@ -110,9 +110,9 @@ class FilesOutcome:
 @click.command("scan-files")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=default_jobs, show_default="the number of cores",
-              help="Files scanned in parallel, one worker process each.")
+              envvar="FLOWLEAKS_JOBS", show_envvar=True, help="Files scanned in parallel, one worker process each.")
 @click.option("--max-mb", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
-              help="Largest file (decompressed), or JSON Lines line, read; a bigger one is recorded as 'too large'.")
+              envvar="FLOWLEAKS_MAX_MB", show_envvar=True, help="Largest file (decompressed), or JSON Lines line, read; a bigger one is recorded as 'too large'.")
 @db_and_vault_options
 @known_value_options
 @output_options
@@ -156,9 +156,10 @@ def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, 
     key = fingerprint_key(settings.db)
     engine, known = build_engine(key, known_sources, settings.min_confidence)
     notes, vault_failures = load_vaults(settings, known_sources, known) if known_sources.vaults else ([], [])
+    feedback = list(known_sources.notes)  # per input: loaded, dropped and why (as `sweep` says it)
     if known:
-        notes.insert(0, f"known values: {known.values} values and {known.hashes} hashes to match"
-                        + (f" ({known.ignored_short} too short to match, ignored)" if known.ignored_short else ""))
+        feedback.insert(0, f"known values: {known.values} values and {known.hashes} hashes to match")
+    notes[0:0] = feedback
     sources, unlisted = expand(paths)
     store = Store(settings.db)
     try:

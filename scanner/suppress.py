@@ -74,18 +74,51 @@ def _naive_utc(dt: datetime) -> datetime:
     return dt
 
 
-def _parse_expires(value: str | None) -> datetime | None:
+NEVER = "never"
+
+
+def _parse_expires(value: str | None) -> datetime | None | str:
+    """None: not given (an update keeps the old expiry); NEVER: remove it; else the end, 00:00 UTC."""
     if value is None:
         return None
+    if value.strip().lower() == NEVER:
+        return NEVER
     try:
         d = date.fromisoformat(value.strip())
     except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--expires") from None
+        raise click.BadParameter(f"expected YYYY-MM-DD or 'never', got {value!r}", param_hint="--expires") from None
     at = datetime(d.year, d.month, d.day)
     if at <= utcnow():
         raise click.BadParameter(f"{value} is not in the future (the suppression ends at 00:00 UTC that day)",
                                  param_hint="--expires")
     return at
+
+
+def known_rule_ids() -> set[str]:
+    """Every rule id a finding can carry: the detectors' rules and the posture rules (PA001…)."""
+    from detectors.engine import rules_by_id
+
+    from .posture import RULES as POSTURE_RULES
+
+    return set(rules_by_id()) | set(POSTURE_RULES)
+
+
+def check_rule(rule: str | None) -> str | None:
+    """The rule id as the findings spell it, or CommandError (exit 2): a typo would otherwise be stored
+    as a suppression that never matches anything, and the finding it was meant for stays open."""
+    if rule is None:
+        return None
+    import difflib
+
+    known = known_rule_ids()
+    by_folded = {r.lower(): r for r in known}
+    found = by_folded.get(rule.strip().lower())
+    if found:
+        return found
+    close = difflib.get_close_matches(rule.strip().lower(), list(by_folded), n=1)
+    hint = f"did you mean {by_folded[close[0]]}? " if close else ""
+    raise CommandError(f"--rule: {rule!r} is not a flowleaks rule id; {hint}known: "
+                       f"{', '.join(sorted(known, key=lambda r: (r.startswith('PA'), r)))}")
 
 
 def resolve_target(con: duckdb.DuckDBPyConnection, target: str, rule: str | None) -> tuple[str, str | None, str]:
@@ -108,43 +141,60 @@ def resolve_target(con: duckdb.DuckDBPyConnection, target: str, rule: str | None
 
 @click.command("suppress")
 @click.argument("target", metavar="FINDING_ID|FINGERPRINT")
-@click.option("--reason", required=True, help="Why this is accepted (kept with the suppression).")
+@click.option("--reason", help="Why this is accepted (kept with the suppression). Required for a new "
+                               "suppression; on an existing one, replaces its reason.")
 @click.option("--rule", "rule", help="Only findings of this rule id (default: the finding's rule when a "
                                      "finding id is given, else every rule).")
-@click.option("--expires", help="YYYY-MM-DD: the suppression stops applying at 00:00 UTC that day.")
+@click.option("--expires", help="YYYY-MM-DD: the suppression stops applying at 00:00 UTC that day; "
+                                "'never' removes an expiry. Not given: an existing expiry is kept.")
 @db_option
-def suppress_command(target: str, reason: str, rule: str | None, expires: str | None, db: str) -> None:
+def suppress_command(target: str, reason: str | None, rule: str | None, expires: str | None, db: str) -> None:
     """Accept a finding (or a secret, by fingerprint) so it is reported as suppressed, not open.
 
     A finding id is resolved to its secret's fingerprint: the suppression covers that secret wherever it
-    appears (with the same rule), now and in later scans.
+    appears (with the same rule), now and in later scans. Run again on the same secret and rule to
+    change it: only what is given (--reason, --expires) changes; the rest is kept.
 
     \b
     Examples:
       flowleaks suppress 3f2a…c9 --reason "test tenant key, rotated" --expires 2025-12-31
       flowleaks suppress <fingerprint> --reason "public sample key"
+      flowleaks suppress 3f2a…c9 --expires 2026-06-30      # extend; the reason stays
     """
-    if not reason.strip():
+    if reason is not None and not reason.strip():
         raise click.BadParameter("must not be empty", param_hint="--reason")
     expires_at = _parse_expires(expires)
+    rule = check_rule(rule)
     if db != ":memory:" and not Path(db).is_file():
         raise CommandError(f"no database at {db}: run `flowleaks sweep` first, or pass --db / set FLOWLEAKS_DB")
     store = Store(db)
     try:
         con = store.con
         fp, rule_id, kind = resolve_target(con, target, rule)
+        key = [fp, rule_id]
+        where = "WHERE fingerprint = ? AND rule_id IS NOT DISTINCT FROM ?"
         with store.transaction():
-            existing = con.execute(
-                "SELECT count(*) FROM suppressions WHERE fingerprint = ? AND rule_id IS NOT DISTINCT FROM ?",
-                [fp, rule_id]).fetchall()[0][0]
+            existing = con.execute(f"SELECT count(*) FROM suppressions {where}", key).fetchall()[0][0]
             if existing:
-                con.execute("UPDATE suppressions SET reason = ?, expires_at = ?, created_at = ?, created_by = ? "
-                            "WHERE fingerprint = ? AND rule_id IS NOT DISTINCT FROM ?",
-                            [reason, expires_at, utcnow(), _user(), fp, rule_id])
+                # only what was given changes: an update of the reason must not drop the expiry
+                changes: dict[str, Any] = {}
+                if reason is not None:
+                    changes["reason"] = reason
+                if expires_at is not None:
+                    changes["expires_at"] = None if expires_at == NEVER else expires_at
+                if not changes:
+                    raise CommandError("this suppression exists already: give --reason and/or --expires "
+                                       "to change it")
+                sets = ", ".join(f"{c} = ?" for c in changes)
+                con.execute(f"UPDATE suppressions SET {sets} {where}", [*changes.values(), *key])
             else:
+                if reason is None:
+                    raise CommandError("--reason is required for a new suppression")
                 con.execute("INSERT INTO suppressions(fingerprint, rule_id, reason, created_at, expires_at, "
                             "created_by) VALUES (?,?,?,?,?,?)",
-                            [fp, rule_id, reason, utcnow(), expires_at, _user()])
+                            [fp, rule_id, reason, utcnow(), None if expires_at == NEVER else expires_at,
+                             _user()])
+            now_expires = con.execute(f"SELECT max(expires_at) FROM suppressions {where}", key).fetchall()[0][0]
             n = _count(con.execute(
                 "UPDATE findings SET status = 'suppressed' WHERE status = 'open' AND fingerprint = ? "
                 "AND (CAST(? AS VARCHAR) IS NULL OR rule_id = ?)", [fp, rule_id, rule_id]))
@@ -152,7 +202,7 @@ def suppress_command(target: str, reason: str, rule: str | None, expires: str | 
     finally:
         store.close()
     scope = f"rule {rule_id}" if rule_id else "every rule"
-    until = f" until {expires_at.date()}" if expires_at else ""
+    until = f" until {now_expires.date()}" if now_expires else " with no expiry"
     verb = "updated" if existing else "added"
     click.echo(f"suppression {verb} for {kind} {preview or fp[:16] + '…'} ({scope}){until}; "
                f"{n} open finding{'s' if n != 1 else ''} now suppressed")
@@ -205,7 +255,7 @@ def suppressions_command(stale: bool, db: str, fmt: str) -> None:
             last = last[0] if last else None
             if last is None:
                 raise CommandError("no complete scan yet: staleness is judged against the last complete scan")
-            if fmt == "table":
+            if fmt in (None, "table", "line"):
                 click.echo(f"suppressions that matched nothing in scan {last[0]}:", err=True)
         render(con, suppressions_sql(stale), fmt, params={"now": utcnow()},
                title="Stale suppressions" if stale else "Suppressions")

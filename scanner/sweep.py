@@ -34,6 +34,7 @@ class KnownSources:
     vault_versions: bool = False
     stdin_lines: Iterable[str] | None = None
     hashes_file: str | None = None
+    notes: list[str] = field(default_factory=list)  # what was loaded and dropped (build_engine fills it)
 
 
 @dataclass
@@ -45,6 +46,12 @@ class Outcome:
     duration_s: float
     complete: bool
     notes: list[str] = field(default_factory=list)
+    new_findings: int = 0  # open findings first seen by this scan (first_scan_id); the rest were reported before
+
+    @property
+    def old_open_findings(self) -> int:
+        """Open findings behind the exit code that an earlier scan already reported."""
+        return max(0, self.open_findings - self.new_findings)
 
     @property
     def exit_code(self) -> int:
@@ -73,10 +80,31 @@ def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence:
         if known_sources.stdin_lines is not None:
             known.add_values_from_lines(known_sources.stdin_lines, source_prefix="stdin")
             known_sources.stdin_lines = None  # nothing of the values is kept past this point
+            known_sources.notes.append(_loaded_note("known values", known.values, "stdin", [
+                (known.ignored_short, f"too short (under {known.MIN_LENGTH} characters)"),
+                (known.ignored_empty, "empty")]))
         if known_sources.hashes_file:
+            empty_before = known.ignored_empty
             with open(known_sources.hashes_file, encoding="utf-8") as f:
                 known.add_hashes_from_lines(f, source_prefix=known_sources.hashes_file)
+            first = known.first_invalid_hash_line
+            bad = f"not a SHA-256 hex digest (64 hex characters{f', first at line {first}' if first else ''})"
+            known_sources.notes.append(_loaded_note("known hashes", known.hashes, known_sources.hashes_file, [
+                (known.invalid_hash_lines, bad), (known.ignored_empty - empty_before, "empty")]))
     return Engine(known=known, min_confidence=min_confidence), known
+
+
+def _loaded_note(what: str, loaded: int, source: str, dropped: list[tuple[int, str]]) -> str:
+    """`known values: 2 from stdin; dropped 1 line: too short (…)` — counts and reasons, never a value.
+    Zero loaded is said loudly: the user believes these values are being looked for."""
+    text = f"{what}: {loaded} from {source}"
+    if not loaded:
+        text += " (NOTHING TO MATCH from this input)"
+    reasons = [f"{n} {why}" for n, why in dropped if n]
+    if reasons:
+        total = sum(n for n, _ in dropped)
+        text += f"; dropped {total} line{'s' if total != 1 else ''}: " + ", ".join(reasons)
+    return text
 
 
 async def _execute(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None,
@@ -88,9 +116,10 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
     engine, known = build_engine(key, known_sources,
                                  "low" if options.kind == "record" else settings.min_confidence)
     tokens = make_token_provider(settings.auth, settings.cloud)
-    notes: list[str] = []
+    notes: list[str] = list(known_sources.notes) if known_sources else []
     inner = transport(engine) if transport else None
     async with HttpClient(tokens, settings.http, transport=inner) as http:
+        http.on_retry = getattr(progress, "retrying", None)  # a silent retry looks like a hang
         api = FlowApi(http, settings.flow_api_url, settings.cloud.flow_audience,
                       as_admin=settings.as_admin, pinned_root=settings.pinned_flow_api)
         crawl = Crawl(api, http, store, engine, key, options, scan_id, on_progress=progress)
@@ -149,9 +178,16 @@ def count_open(store: Store, options: CrawlOptions, scan_id: str) -> int:
 
 def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
              progress: Callable | None = None, params: dict | None = None,
-             transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = ()) -> Outcome:
+             transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = (),
+             outputs: dict[str, str | None] | None = None) -> Outcome:
     """transport: optional factory engine -> httpx transport (used by `flowleaks record`).
-    dataverse: orgs whose environment variables get the PA007 check (`--dataverse-url`)."""
+    dataverse: orgs whose environment variables get the PA007 check (`--dataverse-url`).
+    outputs: option -> file the command writes afterwards, checked before the first request."""
+    # Fail before the work: every output path, then the credential configuration, then the database.
+    for option, path in (outputs or {}).items():
+        if path:
+            check_output_path(path, option)
+    make_token_provider(settings.auth, settings.cloud)
     store = Store(settings.db)
     try:
         scan_id = store.begin_scan(options.kind, params or {})
@@ -162,10 +198,14 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
             store.finish_scan(scan_id, complete=False, status="failed", error=describe(exc))
             runs, flows = store.query("SELECT count(*), count(DISTINCT environment || '/' || flow_id) FROM runs "
                                       "WHERE scan_id = ?", [scan_id])[0]
+            if not runs:  # nothing to resume: the cause alone is the whole story
+                raise ScanFailed(describe(exc)) from exc
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
                              f"stopped (rerun to resume)") from exc
         apply_suppressions(store.con, scan_id)
         outcome.open_findings = count_open(store, options, scan_id)
+        outcome.new_findings = store.query("SELECT count(*) FROM findings WHERE first_scan_id = ? "
+                                           "AND status = 'open'", [scan_id])[0][0]
         s, h = outcome.stats, outcome.http
         store.finish_scan(
             scan_id, complete=outcome.complete,
@@ -180,10 +220,66 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         store.close()
 
 
+def check_output_path(path: str, option: str) -> None:
+    """A file a command writes after the scan, checked before it: missing folders are created (as
+    for --db and `record --out`), and a path that cannot be written is a usage error naming why
+    (a ClickException: one line, exit 2 via cli._invoke, no usage block)."""
+    import os
+    from pathlib import Path
+
+    import click
+
+    def refuse(why: str) -> click.ClickException:
+        return click.ClickException(f"cannot write {option} {path}: {why}")
+
+    p = Path(path)
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise refuse(f"{ancestor} is a file, not a folder")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refuse(describe(exc)) from None
+    if p.is_dir():
+        raise refuse("it is a folder; a file path is needed")
+    if not os.access(p if p.exists() else p.parent, os.W_OK):
+        raise refuse("permission denied")
+
+
 def read_stdin_lines() -> Iterator[str]:
     """Known values from stdin, one per line, read lazily: each line is hashed as it is read, so no
-    list of plaintext values outlives the loading (DESIGN invariant 4)."""
-    return (line.rstrip("\r\n") for line in sys.stdin)
+    list of plaintext values outlives the loading (DESIGN invariant 4).
+
+    From a terminal, a line on stderr says the scan is waiting for input (it would look hung), and the
+    typed secrets are not echoed (they would stay on screen and in the scrollback)."""
+    stream = sys.stdin
+    if not stream.isatty():
+        return (line.rstrip("\r\n") for line in stream)
+    return _read_terminal(stream)
+
+
+def _read_terminal(stream) -> Iterator[str]:
+    sys.stderr.write("flowleaks: reading known values from the terminal, one per line (not echoed); "
+                     "end with Ctrl-D\n")
+    sys.stderr.flush()
+    try:
+        import termios
+
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+        quiet = list(saved)
+        quiet[3] &= ~termios.ECHO  # lflags; canonical mode stays, so Enter and Ctrl-D work as usual
+        termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+    except Exception:  # noqa: BLE001 - ImportError, termios.error, OSError
+        saved = None  # no termios (Windows) or not a real tty: read with echo rather than fail
+    try:
+        for line in stream:
+            yield line.rstrip("\r\n")
+    finally:
+        if saved is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def write_summary_json(path: str, outcome: Outcome) -> None:
@@ -196,11 +292,14 @@ def write_summary_json(path: str, outcome: Outcome) -> None:
     data = {
         "scan_id": outcome.scan_id, "complete": outcome.complete, "exit_code": outcome.exit_code,
         "duration_s": round(outcome.duration_s, 3), "open_findings": outcome.open_findings,
+        # what the scheduler alerts on: new since the previous scan; the old ones were reported then
+        "new_findings": outcome.new_findings, "old_open_findings": outcome.old_open_findings,
         "findings_seen": s.findings,
         "environments": {"planned": s.environments_planned, "scanned": s.environments_scanned},
         "flows": {"planned": s.flows_planned, "scanned": s.flows_scanned},
         "runs": {"planned": s.runs_planned, "scanned": s.runs_scanned},
         "content": {"fetched": s.content_fetched, "reused": s.content_reused},
         "skipped": dict(s.skipped), **{k: v for k, v in outcome.http.items()},
+        "notes": list(outcome.notes),  # counts and sources only (known values are never echoed)
     }
     write_private_text(path, json.dumps(data, indent=2))

@@ -249,4 +249,7 @@ def test_an_unexpected_error_exits_4_with_one_line():
     p = probe("crash")
     assert p.returncode == 4
     # the type and where it was raised, never the message (it may quote a payload) nor a traceback
-    assert re.fullmatch(r"flowleaks: stopped by an unexpected error: RuntimeError at <string>:\d+\n", p.stderr), p.stderr
+    # ... and, being a bug, where to report it
+    assert re.fullmatch(r"flowleaks: stopped by an unexpected error: RuntimeError at <string>:\d+ \(a bug in "
+                        r"flowleaks: please report it at https://github\.com/flowleaks/flowleaks/issues\)\n",
+                        p.stderr), p.stderr

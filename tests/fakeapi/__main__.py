@@ -1,13 +1,17 @@
 """Serve a generated tenant until killed: `python -m tests.fakeapi --seed 7 --runs 5 --latency-ms 20`.
 
-Prints the environment variables a scanner needs, then serves. With --stats-file, the server's
-counters are written there as JSON every --stats-interval seconds and once more on SIGTERM/SIGINT.
+Prints the environment variables a scanner needs as `export NAME=value` lines (the same lines as
+`python -m scanner.replay`), then serves. With --truth FILE, the tenant's ground truth (every planted
+secret occurrence, the risky definitions, the Key Vault's values; all fake) is written there as JSON
+before serving. With --stats-file, the server's counters are written there as JSON every
+--stats-interval seconds and once more on SIGTERM/SIGINT.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import signal
 import threading
 from datetime import datetime
@@ -43,9 +47,19 @@ def _args() -> argparse.Namespace:
     a("--expand-missing-links", type=float, default=0.0)
     a("--denied-environment", action="append", default=[], help="environment name (repeatable)")
     a("--fault-seed", type=int, default=0)
+    a("--truth", type=Path, metavar="FILE", help="write the ground truth (JSON) to FILE before serving")
     a("--stats-file", type=Path)
     a("--stats-interval", type=float, default=2.0)
     return p.parse_args()
+
+
+def ground_truth(tenant: Tenant) -> dict:
+    """What a complete sweep of this tenant must report, and where (the secrets are the fake's own)."""
+    return {"tenant_id": tenant.tenant_id, "total_runs": tenant.total_runs,
+            "flows": [{"environment": f.environment, "flow_id": f.flow_id} for f in tenant.flows],
+            "planted": [p._asdict() for p in tenant.planted],
+            "risky_definitions": [r._asdict() for r in tenant.risky_definitions],
+            "vault_secrets": tenant.vault_secrets}
 
 
 def main() -> None:
@@ -69,11 +83,12 @@ def main() -> None:
             tmp.write_text(json.dumps(api.stats.snapshot(), indent=2))
             os.replace(tmp, args.stats_file)   # readers never see a half-written file
 
+    if args.truth:
+        args.truth.write_text(json.dumps(ground_truth(tenant), indent=1))
     with api:
-        for name, value in api.env_vars().items():
-            print(f"{name}={value}")
-        print(f"FAKE_VAULT_URL={api.vault_url}")
-        print(f"FAKE_DATAVERSE_URL={api.dataverse_url}")
+        for name, value in {**api.env_vars(), "FAKE_VAULT_URL": api.vault_url,
+                            "FAKE_DATAVERSE_URL": api.dataverse_url}.items():
+            print(f"export {name}={shlex.quote(value)}")
         print(f"# {tenant.total_runs} runs in {len(tenant.flows)} flows; Ctrl-C to stop", flush=True)
         while not stop.wait(args.stats_interval):
             dump_stats()

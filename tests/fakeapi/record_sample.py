@@ -2,7 +2,9 @@
 
 The sample tenant is the fake tenant of seed 2026 (2 environments, 10 flows covering every flow
 template, ~50 runs), recorded through the real `flowleaks record` with its fake secrets kept (so the
-demo has something to find) and the loopback hosts renamed to the real services' host names.
+demo has something to find) and the loopback hosts renamed to the real services' host names (for
+realism: the replay serves any recorded hosts). `record` writes `recorded_at`, from which the replay
+moves every time to today, so the demo never ages.
 """
 from __future__ import annotations
 
