@@ -138,6 +138,21 @@ def _qpath(path: str, name: str) -> str:
     return f"{path}?['{esc}']"
 
 
+# Files connectors return as `$content` (SharePoint/OneDrive Get file content, blob, mail attachments),
+# by their magic bytes (the formats' specifications: PDF 1.7 §7.5.2, PNG §5.2, JFIF, GIF89a, ZIP
+# APPNOTE 4.3.7 — also DOCX/XLSX/PPTX —, OLE2 compound files for legacy Office).
+_FILE_MAGIC = ((b"%PDF-", "PDF"), (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"),
+               (b"GIF87a", "GIF image"), (b"GIF89a", "GIF image"), (b"PK\x03\x04", "ZIP/Office file"),
+               (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "OLE2/legacy Office file"))
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{8,}")
+MAX_STRINGS_BYTES = 8 * 1024 * 1024
+
+
+def file_kind(raw: bytes) -> str | None:
+    """What known file format `raw` is, by its magic bytes; None for other binary data."""
+    return next((kind for magic, kind in _FILE_MAGIC if raw.startswith(magic)), None)
+
+
 def _printable_ratio(text: str) -> float:
     if not text:
         return 0.0
@@ -302,10 +317,18 @@ class Walker:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                self.skip(path, "binary", f"{len(raw)} bytes of base64 content, not text")
-                return out
-            if _printable_ratio(text) < 0.9:
-                self.skip(path, "binary", f"{len(raw)} bytes of base64 content, not text")
+                text = None
+            if text is None or _printable_ratio(text) < 0.9:
+                kind = file_kind(raw)
+                if kind is None:
+                    self.skip(path, "binary", f"{len(raw)} bytes of base64 content, not text")
+                    return out
+                # A file a connector returned (Get file content): its printable runs are scanned, which
+                # finds what is stored uncompressed; compressed streams are not opened (recorded).
+                self.skip(path, "binary file", f"{len(raw)} bytes of {kind}; printable strings scanned")
+                strings = "\n".join(m.group().decode("ascii") for m in _PRINTABLE_RUN.finditer(raw[:MAX_STRINGS_BYTES]))
+                if strings:
+                    out.append(("s", strings, path + "<base64><strings>", None, 0, d, "base64", org))
                 return out
             out.append(("s", text, path + "<base64>", None, 0, d, "base64", org))
         return out

@@ -6,12 +6,14 @@ reading is gone for everyone; an action that did not run (Skipped) or has not fi
 yet; a side an execution has no content on (one link present, the other absent, or a Recurrence
 trigger) has nothing to read; a foreign nextLink re-read from the API's own origin lost nothing.
 scan-files: text that is not JSON was scanned as text, and what is not a file's content (a FIFO, a
-link to a directory) is nothing to scan.
+link to a directory) is nothing to scan. A file a connector returned (`$content` that is a PDF, an
+image, an Office/ZIP file) has its printable strings scanned: recorded as `binary file`, not blocking.
 """
 from __future__ import annotations
 
 NON_BLOCKING_SKIPS = frozenset({
     "secured", "gone", "not run", "no content", "nextLink rehomed",        # the crawl
+    "binary file",  # a known file format in `$content`: its printable strings were scanned
     "not json", "not a regular file", "not followed",                      # scan-files
 })
 

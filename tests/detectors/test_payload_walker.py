@@ -57,7 +57,9 @@ def test_content_base64_then_json_and_binary():
     assert p["$.body.$content<base64><json>.password"].value == "hunter22!"
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
     _, skipped = paths({"$content": png})
-    assert any(s.reason == "binary" for s in skipped)
+    assert [s.reason for s in skipped] == ["binary file"]  # a known format: its strings are scanned
+    _, skipped = paths({"$content": base64.b64encode(bytes(range(256))).decode()})
+    assert [s.reason for s in skipped] == ["binary"]
 
 
 def test_content_base64_xml():
@@ -226,3 +228,20 @@ def test_secret_as_a_header_name_in_a_definition_is_a_redacted_posture_finding()
     fs = analyze_definition(d, key=b"k")
     assert [(f.rule_id, f.json_path) for f in fs] == [("PA005", "$.actions.HTTP.inputs.headers['ghp_…(40)']<key>")]
     assert GH_KEY not in repr(fs)
+
+
+def test_a_file_in_content_has_its_printable_strings_scanned_and_other_binary_is_recorded():
+    """A PDF a connector returned (Get file content) is a known file: its uncompressed strings are
+    scanned and the skip is `binary file` (not blocking); unknown binary stays `binary`."""
+    import base64
+
+    from detectors.engine import Engine
+    from scanner.skip_reasons import NON_BLOCKING_SKIPS
+
+    token = "ghp_" + "Zq8Xw2Lm4Np6Rt1Vb3Hj5Kd7Fs9Gc0Ya2Ue4"
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Subject (" + token.encode() + b") >>\n" + bytes(range(256))
+    result = Engine().scan({"body": {"$content-type": "application/pdf", "$content": base64.b64encode(pdf).decode()}})
+    assert [(h.rule_id, h.json_path) for h in result.hits] == [("github-token", "$.body.$content<base64><strings>")]
+    assert [s.reason for s in result.skipped] == ["binary file"] and "binary file" in NON_BLOCKING_SKIPS
+    noise = Engine().scan({"body": {"$content": base64.b64encode(bytes(range(256)) * 4).decode()}})
+    assert [s.reason for s in noise.skipped] == ["binary"] and "binary" not in NON_BLOCKING_SKIPS
