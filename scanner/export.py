@@ -14,7 +14,7 @@ import duckdb
 
 # The one private-file writer of the project: COPY output and SARIF alike are 0600 from creation.
 from .private import private_output as private_file
-from .private import write_private_text
+from .private import check_output_path, write_private_text
 from .query import CommandError, _one_line, _sql_literal, connect_read_only, db_option
 
 EXPORT_FORMATS = ("jsonl", "csv", "sarif", "parquet")
@@ -203,7 +203,7 @@ def export_findings(con: duckdb.DuckDBPyConnection, fmt: str, out: str, status: 
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
               help="jsonl (one finding per line), csv, parquet, or sarif (2.1.0, for code-scanning dashboards).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="File to write (created mode 0600; replaced if it exists).")
+              help="File to write (created mode 0600, missing folders too; replaced if it exists).")
 @click.option("--status", type=click.Choice(tuple(STATUS_FILTERS)), default="unresolved", show_default=True,
               help="unresolved = open + suppressed (with a status column), open, or all (resolved too).")
 @db_option
@@ -215,6 +215,7 @@ def export_command(fmt: str, out: str, status: str, db: str) -> None:
       flowleaks export --format sarif --out flowleaks.sarif
       flowleaks export --format parquet --status all --out findings.parquet
     """
+    check_output_path(out, "--out")  # missing folders are created, as for every output path
     con = connect_read_only(db)
     try:
         try:

@@ -170,3 +170,30 @@ def restrict_umask() -> None:
         os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
         if _saved is not None:  # a holder's restore must not loosen it again
             _saved |= PRIVATE_UMASK
+
+
+# -- output paths, checked before the work ------------------------------------------------------
+
+def check_output_path(path: str, option: str) -> None:
+    """A file a command writes after the scan, checked before it: missing folders are created (as
+    for --db and `record --out`), and a path that cannot be written is a usage error naming why
+    (a ClickException: one line, exit 2 via cli._invoke, no usage block)."""
+    import click
+
+    def refuse(why: str) -> click.ClickException:
+        return click.ClickException(f"cannot write {option} {path}: {why}")
+
+    p = Path(path)
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise refuse(f"{ancestor} is a file, not a folder")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refuse(exc.strerror or type(exc).__name__) from None
+    if p.is_dir():
+        raise refuse("it is a folder; a file path is needed")
+    if not os.access(p if p.exists() else p.parent, os.W_OK):
+        raise refuse("permission denied")

@@ -20,6 +20,7 @@ from .dataverse import DataverseTarget, scan_environment_variables
 from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
+from .private import check_output_path
 from .store import Store, fingerprint_key
 from .suppress import apply_suppressions
 
@@ -218,34 +219,6 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         return outcome
     finally:
         store.close()
-
-
-def check_output_path(path: str, option: str) -> None:
-    """A file a command writes after the scan, checked before it: missing folders are created (as
-    for --db and `record --out`), and a path that cannot be written is a usage error naming why
-    (a ClickException: one line, exit 2 via cli._invoke, no usage block)."""
-    import os
-    from pathlib import Path
-
-    import click
-
-    def refuse(why: str) -> click.ClickException:
-        return click.ClickException(f"cannot write {option} {path}: {why}")
-
-    p = Path(path)
-    ancestor = p.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise refuse(f"{ancestor} is a file, not a folder")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise refuse(describe(exc)) from None
-    if p.is_dir():
-        raise refuse("it is a folder; a file path is needed")
-    if not os.access(p if p.exists() else p.parent, os.W_OK):
-        raise refuse("permission denied")
 
 
 def read_stdin_lines() -> Iterator[str]:

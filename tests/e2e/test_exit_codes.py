@@ -136,11 +136,12 @@ def test_export_ok_on_an_empty_database(db, tmp_path):
 @pytest.mark.parametrize("args", [
     ["--format", "xml"],  # unknown format
     ["--format", "csv", "--db", "{tmp}/none.duckdb"],  # missing database
-    ["--format", "csv", "--out", "{tmp}/no-such-dir/f.csv"],  # output cannot be written
+    ["--format", "csv", "--out", "{tmp}/f.csv/inside.csv"],  # output cannot be written (a file as folder)
     ["--out", "{tmp}/f.csv"],  # --format is required
 ])
 def test_export_errors_exit_2(db, tmp_path, args):
     args = [a.format(tmp=tmp_path) for a in args]
+    (tmp_path / "f.csv").write_text("x")
     if "--out" not in args:
         args += ["--out", str(tmp_path / "f.out")]
     if "--db" not in args:
@@ -253,3 +254,12 @@ def test_an_unexpected_error_exits_4_with_one_line():
     assert re.fullmatch(r"flowleaks: stopped by an unexpected error: RuntimeError at <string>:\d+ \(a bug in "
                         r"flowleaks: please report it at https://github\.com/flowleaks/flowleaks/issues\)\n",
                         p.stderr), p.stderr
+
+
+def test_export_creates_missing_folders_like_every_output_path_and_refuses_a_file_as_folder(db, tmp_path):
+    out = tmp_path / "new" / "sub" / "findings.csv"
+    assert code("export", "--db", db, "--format", "csv", "--out", out) == 0
+    assert out.is_file() and (out.stat().st_mode & 0o077) == 0
+    (tmp_path / "plain").write_text("x")
+    p = flowleaks("export", "--db", db, "--format", "csv", "--out", tmp_path / "plain" / "x.csv")
+    assert p.code == 2 and "is a file, not a folder" in p.stderr
