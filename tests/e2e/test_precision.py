@@ -71,6 +71,8 @@ def test_precision_and_recall_on_identifier_heavy_run_history(tenant, tmp_path):
     for fam in (PATTERN, ENTROPY, KNOWN):
         assert s["hit"][fam] / s["checked"][fam] >= 0.95, (fam, s["hit"], s["checked"])
     precision = s["true"] / len(s["reported"])
+    print(f"precision {precision:.3f} ({s['true']}/{len(s['reported'])}), recall {s['recall']:.3f}, "
+          f"by family {dict(s['hit'])} of {dict(s['checked'])}")  # shown with pytest -s
     assert precision >= 0.95, precision
     # no look-alike the tenant registered as a decoy is reported, the documentation examples included
     decoys = {fp(d) for d in tenant.decoys()}
