@@ -38,9 +38,11 @@ import re
 import time
 from typing import Any, Iterator
 
+from . import catalogue as catalogue_mod
 from . import entropy as entropy_mod
 from . import known_values as kv_mod
 from .base import Drop, Hit, Leaf, ScanResult, Skip
+from .custom import CustomRules, CustomRulesError
 from .doc_examples import FILTER as DOC_FILTER
 from .doc_examples import is_documentation_example
 from .filters import Filter, drop, keep
@@ -49,12 +51,25 @@ from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rul
 from .payload import Limits, Walker, body_from_input, redact_paths
 from .powerplatform import RULES as PP_RULES
 from .powerplatform import bearer_confidence
-from .rules import CONFIDENCE_RANK, Rule
+from .rules import CONFIDENCE_RANK, Rule, ex
 
 __all__ = ["Engine", "FILTERS", "Limits", "RULES", "rules_by_id"]
 
 # -- the rule registry ---------------------------------------------------------------------------
-RULES: list[Rule] = [r.rule for r in PP_RULES] + ds_rules() + [entropy_mod.RULE, kv_mod.RULE]
+# The catalogue (detectors/rules/*.toml) loads at import: a broken built-in rule file is a bug that
+# must stop every command (and the tests), not silently shrink the rule set.
+CATALOGUE: list[catalogue_mod.CatalogueRule] = catalogue_mod.load()
+
+
+def _catalogue_rule(r: catalogue_mod.CatalogueRule) -> Rule:
+    # the examples sit in a `note` field: free text, as a Compose output or an HTTP body carries them
+    return Rule(r.id, r.title, "pattern", r.confidence, r.keywords,
+                tuple(ex({"note": t}, secret) for t, secret in r.tp), tuple(ex({"note": t}) for t in r.fp),
+                source=f"flowleaks:{r.family}.toml")
+
+
+RULES: list[Rule] = ([r.rule for r in PP_RULES] + ds_rules() + [_catalogue_rule(r) for r in CATALOGUE]
+                     + [entropy_mod.RULE, kv_mod.RULE])
 
 
 def rules_by_id() -> dict[str, Rule]:
@@ -79,7 +94,8 @@ FILTERS: tuple[Filter, ...] = (
                     drop({"cs": f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={_AZURITE_KEY};"
                                 "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"}, "azure-storage-account-key"),
                     drop({"data": _AZURITE_KEY}, "high-entropy"),
-                    drop({"stripe": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}, "high-entropy"),
+                    # found by the catalogue's Stripe rule (detectors/rules), dropped all the same
+                    drop({"stripe": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}, "stripe-test-key"),
                     # the Azure Storage "Service SAS examples" page's request URL
                     drop({"url": "https://myaccount.blob.core.windows.net/pictures/profile.jpg?sv=2012-02-12&st=2009-02-09"
                                  "&se=2009-02-10&sr=c&sp=r&si=YWJjZGVmZw%3d%3d&sig=dD80ihBh5jfNpymO5Hg1IdiJIEvHcJpCMiCMnN%2fRnbI%3d"},
@@ -103,6 +119,11 @@ FILTERS: tuple[Filter, ...] = (
 
 def filters_by_name() -> dict[str, Filter]:
     return {f.name: f for f in FILTERS}
+
+
+def custom_rule(r) -> Rule:
+    """Registry view of a custom (gitleaks-format) rule: its source is the pack's path."""
+    return Rule(r.id, r.description, "pattern", r.confidence, r.keywords, source=r.origin)
 
 
 def _ruleset_digest(root: "Path | None" = None) -> str:
@@ -168,12 +189,31 @@ def _keyword_windows(low: str, text: str) -> Iterator[str]:
 
 
 class _Prefilter:
-    """keyword → value rules, in one alternation regex over lowercased text."""
+    """keyword → value rules, found by one regex pass over the lowercased text (see `select`).
 
-    def __init__(self) -> None:
+    `builtin=False` (`--rules-only`) leaves only the custom rules; `extra` are catalogue-shaped rules
+    (`candidates(text)`): the built-in catalogue and custom packs, both ("cat", rule) items."""
+
+    def __init__(self, extra: list | tuple = (), builtin: bool = True) -> None:
         kw_to: dict[str, list] = {}
         self.always_pp = []
         self.key_pp = []
+        self.always_cat: list = []  # catalogue / custom rules without keywords: every leaf
+        for r in extra:
+            if r.keywords:
+                for k in r.keywords:
+                    kw_to.setdefault(k, []).append(("cat", r))
+            else:
+                self.always_cat.append(("cat", r))
+        self.always_ds: list = []
+        self.case_sensitive: list = []  # (literal, item) checked with `in` on the original text
+        if builtin:
+            self._builtin(kw_to)
+        self.kw_to = kw_to
+        self.keywords = tuple(sorted(kw_to))
+        self._compile()
+
+    def _builtin(self, kw_to: dict[str, list]) -> None:
         for r in PP_RULES:
             if r.rule.keywords:
                 for k in r.rule.keywords:
@@ -182,8 +222,6 @@ class _Prefilter:
                 self.key_pp.append(r)
             else:
                 self.always_pp.append(r)
-        self.always_ds: list = []
-        self.case_sensitive: list = []  # (literal, item) checked with `in` on the original text
         for p in DS_PLUGINS:
             if p.name == "KeywordDetector":
                 continue
@@ -197,21 +235,61 @@ class _Prefilter:
                 self.always_ds.append(p)
         for k in _VALUE_KEYWORDS_FOR_KEYWORD_DETECTOR:
             kw_to.setdefault(k, []).append(("ds", BY_NAME["KeywordDetector"]))
-        self.kw_to = kw_to
-        # `in` per keyword beats one alternation regex in CPython (each test is a C substring
-        # search, and overlapping keywords like 'sk_live_' / 'k_live_' are all found)
-        self.keywords = tuple(sorted(kw_to))
+
+    def _compile(self) -> None:
+        """One alternation of every keyword, longest first, factored as a trie (sre tries the
+        branches of an alternation one by one at each position; a trie makes that one character
+        test per branch level). A keyword inside a longer one that matched at the same place, or an
+        occurrence overlapping the previous match, must still select its rules: `select` resumes the
+        search one character after each match's start, and each keyword's items include those of
+        every keyword it contains."""
+        kws = self.keywords
+        self.items_of: dict[str, list] = {}
+        for k in kws:
+            seen: dict[int, Any] = {}
+            for k2 in kws:
+                if k2 in k:
+                    for item in self.kw_to[k2]:
+                        seen[id(item[1])] = item
+            self.items_of[k] = list(seen.values())
+        self.regex = re.compile(_trie_regex(kws)) if kws else None
 
     def select(self, low: str, text: str) -> list:
         seen: dict[int, Any] = {}
-        for k in self.keywords:
-            if k in low:
-                for item in self.kw_to[k]:
+        rx = self.regex
+        if rx is not None:
+            search, items_of = rx.search, self.items_of
+            m = search(low)
+            while m is not None:
+                for item in items_of[m.group()]:
                     seen[id(item[1])] = item
+                m = search(low, m.start() + 1)
         for lit, item in self.case_sensitive:
             if lit in text:
                 seen[id(item[1])] = item
         return list(seen.values())
+
+
+def _trie_regex(words: tuple[str, ...] | list[str]) -> str:
+    """A regex matching exactly `words` at a position, preferring the longest (a factored trie)."""
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for c in w:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        end = "" in node
+        branches = [re.escape(c) + build(child) for c, child in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if end:  # a word ends here: the longer continuations are optional (greedy: longest first)
+            return (f"(?:{body})?" if len(branches) > 1 or len(body) > 1 else body + "?")
+        return body
+
+    return build(trie)
 
 
 class _Budget:
@@ -229,16 +307,31 @@ class _Budget:
 
 class Engine:
     def __init__(self, known: KnownValues | None = None, limits: Limits | None = None,
-                 min_confidence: str = "medium") -> None:
+                 min_confidence: str = "medium", custom: CustomRules | None = None) -> None:
+        """`custom`: gitleaks-format packs (`--rules`); with `custom.rules_only` the built-in rule set
+        (catalogue, Power Platform rules, detect-secrets plugins) and the entropy stage are off, so
+        only the custom rules and known values report. Raises CustomRulesError when a custom rule's
+        id is a rule id this engine already runs."""
         if min_confidence not in CONFIDENCE_RANK:
             raise ValueError(f"min_confidence must be one of {sorted(CONFIDENCE_RANK)}")
+        self.custom = custom
+        self.builtin = not (custom and custom.rules_only)
+        extra = (list(CATALOGUE) if self.builtin else []) + (list(custom.rules) if custom else [])
+        if custom:
+            # ids name findings and suppressions: one id, one meaning (entropy's and known values'
+            # ids stay reserved under --rules-only too)
+            taken = {r.id for r in (RULES if self.builtin else [entropy_mod.RULE, kv_mod.RULE])}
+            for r in custom.rules:
+                if r.id in taken:
+                    raise CustomRulesError(f"{r.origin}: rule {r.id!r}: a built-in rule has this id; rename "
+                                           f"it (or use --rules-only to drop the built-in rules)")
         self.known = known
         self.limits = limits or Limits()
         self.min_confidence = min_confidence
         self._floor = CONFIDENCE_RANK[min_confidence]
         self._ds = DSAdapter()
         self._in_session = False
-        self._pre = _Prefilter()
+        self._pre = _Prefilter(extra, self.builtin)
         self.stats = {"payloads": 0, "leaves": 0, "chars": 0}
 
     @property
@@ -248,8 +341,16 @@ class Engine:
         import hashlib
 
         known = self.known.digest() if self.known is not None else "none"
-        return hashlib.sha256(f"{RULESET_DIGEST}|{known}|{self.limits!r}|{self.min_confidence}".encode()
+        custom = self.custom.digest if self.custom is not None else "none"
+        return hashlib.sha256(f"{RULESET_DIGEST}|{custom}|{known}|{self.limits!r}|{self.min_confidence}".encode()
                               ).hexdigest()[:32]
+
+    def rules(self) -> list[Rule]:
+        """Every rule this engine reports under: the built-in set (unless rules-only), the custom
+        packs' rules, and known values."""
+        builtin = [r for r in RULES if r.id != kv_mod.RULE_ID] if self.builtin else []
+        custom = [custom_rule(r) for r in self.custom.rules] if self.custom else []
+        return builtin + custom + [kv_mod.RULE]
 
     # -- settings context --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -369,7 +470,7 @@ class Engine:
         claimed: set[str] = set()
         low = text.lower() if len(text) >= 6 else ""
         # 1. key-driven rules (flowleaks)
-        if key:
+        if key and self.builtin:
             for r in self._pre.key_pp:
                 if r.decodings is not None and dec not in r.decodings:
                     continue
@@ -382,12 +483,22 @@ class Engine:
             # KeywordDetector with the synthesized `key: "value"` line
             if _DS_KEYWORD_KEY.search(key) and text.strip():
                 yield from self._ds_run(BY_NAME["KeywordDetector"], synth_line(key, text), text, leaf, claimed)
-        if not low or leaf.decoded in _DECODED_ELSEWHERE:
-            return  # the decoded leaves repeat this text; they are scanned instead
+        if not low:
+            return
+        if leaf.decoded in _DECODED_ELSEWHERE:
+            # the decoded leaves repeat this text and are scanned instead, except by catalogue and custom
+            # rules: their regexes may need what decoding strips (`acme_key=…` of a form body, `"name":
+            # "…"` of a JSON string). Same origin as the decoded leaves: dedupe keeps one row per secret.
+            for kind, r in self._pre.select(low, text) + self._pre.always_cat:
+                if kind == "cat":
+                    yield from self._cat(r, text, path, side, dec, claimed)
+            return
         # 2. value-keyword rules (none can match a bare GUID, the commonest leaf of run history: no
         # keyword is spelled in hex, and no rule's token fits between its dashes)
-        for kind, r in (() if _BARE_GUID.match(text) else self._pre.select(low, text)):
-            if kind == "pp":
+        for kind, r in ([] if _BARE_GUID.match(text) else self._pre.select(low, text)) + self._pre.always_cat:
+            if kind == "cat":
+                yield from self._cat(r, text, path, side, dec, claimed)
+            elif kind == "pp":
                 for s, conf in r.find(leaf, text):
                     claimed.add(s)
                     yield Hit(r.id, "pattern", s, path, side, conf, None, dec), None
@@ -404,8 +515,8 @@ class Engine:
         for p in self._pre.always_ds:
             if len(text) >= p.min_len:
                 yield from self._ds_run(p, text, text, leaf, claimed)
-        # 3. entropy on what no pattern claimed
-        if len(text) >= 20 and leaf.decoded != "bearer":
+        # 3. entropy on what no pattern claimed (off with --rules-only: only the user's rules report)
+        if len(text) >= 20 and leaf.decoded != "bearer" and self.builtin:
             for tok, filt, conf in entropy_mod.find(leaf, text):
                 if tok in claimed or any(tok in c or c in tok for c in claimed if len(c) >= 16):
                     continue
@@ -413,6 +524,13 @@ class Engine:
                     yield Hit(entropy_mod.RULE_ID, "entropy", tok, path, side, conf, None, dec), None
                 else:
                     yield None, Drop(entropy_mod.RULE_ID, filt, path)
+
+    @staticmethod
+    def _cat(r, text: str, path: str, side: str, dec: str, claimed: set[str]):
+        """A catalogue or custom rule (entropy, validator and allow-lists are in its candidates)."""
+        for s, _ in r.candidates(text):
+            claimed.add(s)
+            yield Hit(r.id, "pattern", s, path, side, r.confidence, None, dec), None
 
     def _ds_run(self, p, line: str, text: str, leaf: Leaf, claimed: set[str]):
         if not self._ds.plugins:
@@ -451,9 +569,31 @@ class Engine:
         return out
 
 
-def _rank(h: Hit) -> tuple[int, int, int]:
-    return (_DETECTOR_RANK.get(h.detector, 0), CONFIDENCE_RANK.get(h.confidence, 0),
-            0 if h.rule_id in ("secret-keyword", "jwt") else 1)
+# Which rule keeps a secret that several pattern rules of equal confidence report (the more specific
+# one). First, a rule whose keyword is part of the secret itself (a token format: `PMAK-…`,
+# `GOCSPX-…`) beats one that found the secret by its context (an `x-api-key` header, a `client_secret`
+# field, a `mysql://` URL). Then: generic shapes < a detect-secrets plugin or a flowleaks rule that knows
+# the secret only by where it sits (a bearer header, an api-key header: no provider) < a catalogue
+# provider rule < flowleaks' Power Platform rules (written for run history) < a custom pack rule.
+_GENERIC = frozenset({"secret-keyword", "jwt"})
+_CONTEXT_ONLY = frozenset({"bearer-token", "api-key-header", "client-secret-body", "basic-auth-header"})
+_SPECIFICITY: dict[str, int] = {**{p.rule_id: 1 for p in DS_PLUGINS}, **{r.id: 2 for r in CATALOGUE},
+                                **{r.id: 3 for r in PP_RULES}, **{i: 1 for i in _CONTEXT_ONLY},
+                                **{i: 0 for i in _GENERIC}}
+_CUSTOM_SPECIFICITY = 4
+_KEYWORDS: dict[str, tuple[str, ...]] = {r.id: tuple(k.lower() for k in r.keywords) for r in RULES}
+
+
+def _rank(h: Hit) -> tuple[int, int, int, int]:
+    if h.detector != "pattern":
+        return (_DETECTOR_RANK.get(h.detector, 0), CONFIDENCE_RANK.get(h.confidence, 0), 0, 1)
+    spec = _SPECIFICITY.get(h.rule_id, _CUSTOM_SPECIFICITY)
+    kws = _KEYWORDS.get(h.rule_id)
+    own = 1 if kws is None else 0  # a custom rule: the user's, the most specific there is
+    if kws and spec:
+        low = h.secret.lower()
+        own = 1 if any(k in low for k in kws) else 0
+    return (_DETECTOR_RANK["pattern"], CONFIDENCE_RANK.get(h.confidence, 0), own, spec)
 
 
 def _dedupe(pairs: list[tuple[Hit, str]]) -> list[Hit]:
@@ -470,6 +610,9 @@ def _dedupe(pairs: list[tuple[Hit, str]]) -> list[Hit]:
     merged: list[Hit] = []
     for k in order:
         g = groups[k]
+        if len(g) == 1:  # the common case: nothing to choose
+            merged.append(g[0])
+            continue
         best = max(g, key=_rank)
         deepest = max(g, key=lambda h: len(h.json_path))
         best.json_path, best.decoding = deepest.json_path, deepest.decoding

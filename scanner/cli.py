@@ -13,6 +13,7 @@ from .config import (connection_options, output_options, dataverse_options, know
 from .crawl import CrawlOptions
 from .logs import setup_logging
 from .private import restrict_umask
+from .rules_command import custom_rules_from, rules_options
 from .sweep import (EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_USAGE, KnownSources, read_stdin_lines, run_scan,
                     write_summary_json)
 
@@ -37,6 +38,7 @@ def cli(verbose: int) -> None:
 @known_value_options
 @dataverse_options
 @output_options
+@rules_options
 def sweep(**kw) -> None:
     """Scan every run in a time window (default: the 30-day retention window) for secrets.
 
@@ -115,6 +117,7 @@ def record(**kw) -> None:
 @known_value_options
 @dataverse_options
 @output_options
+@rules_options
 def scan(**kw) -> None:
     """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
 
@@ -135,6 +138,7 @@ def scan(**kw) -> None:
 def _run(settings, options, kw, params) -> None:
     from .report import Progress, print_summary
 
+    settings.custom_rules = custom_rules_from(kw)  # a bad pack stops here, before sign-in
     known = KnownSources(vaults=kw.pop("known_vaults"), vault_versions=kw.pop("known_vault_versions"),
                          stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
                          hashes_file=kw.pop("known_hashes"))
@@ -162,11 +166,12 @@ def _register() -> None:
     from .export import export_command
     from .lint import lint_command
     from .query import query_command
+    from .rules_command import rules_command
     from .scan_files import scan_files_command
     from .suppress import suppress_command, suppressions_command
 
     for command in (lint_command, query_command, export_command, suppress_command, suppressions_command,
-                    scan_files_command):
+                    scan_files_command, rules_command):
         cli.add_command(command)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -29,6 +29,7 @@ class Settings:
     http: HttpConfig = field(default_factory=HttpConfig)
     as_admin: bool = False
     min_confidence: str = "medium"  # detector hits below this are filtered ('low confidence')
+    custom_rules: Any = None  # detectors.custom.CustomRules from --rules/--rules-only, or None
 
 
 def parse_when(value: str | None) -> datetime | None:

@@ -28,6 +28,7 @@ from .files.sources import NOT_FOLLOWED, NOT_REGULAR, Unlisted, expand
 from .files.worker import FileResult, scan_all
 from .flow_api import parse_api_time
 from .redact import redact_text
+from .rules_command import custom_rules_from, rules_options
 from .store import (FILE_FILTERED_COLUMNS, FILE_FINDING_COLUMNS, FILE_SKIPPED_COLUMNS, Batch, Store, finding_id,
                     fingerprint_key, utcnow)
 from .sweep import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE, KnownSources, build_engine, read_stdin_lines
@@ -116,6 +117,7 @@ class FilesOutcome:
 @db_and_vault_options
 @known_value_options
 @output_options
+@rules_options
 def scan_files_command(paths: tuple[str, ...], jobs: int, max_mb: int, **kw: Any) -> None:
     """Scan exported payloads for secrets: files and directories (recursively); JSON, JSON Lines,
     .json.gz/.jsonl.gz, anything else as text. Findings land in the database like a sweep's
@@ -137,6 +139,7 @@ def scan_files_command(paths: tuple[str, ...], jobs: int, max_mb: int, **kw: Any
     nothing was found), 4 unexpected error.
     """
     settings = _settings(kw)
+    settings.custom_rules = custom_rules_from(kw)
     known = KnownSources(vaults=kw.pop("known_vaults"), vault_versions=kw.pop("known_vault_versions"),
                          stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
                          hashes_file=kw.pop("known_hashes"))
@@ -154,7 +157,7 @@ def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, 
               progress: bool = True) -> FilesOutcome:
     started = time.monotonic()
     key = fingerprint_key(settings.db)
-    engine, known = build_engine(key, known_sources, settings.min_confidence)
+    engine, known = build_engine(key, known_sources, settings.min_confidence, settings.custom_rules)
     notes, vault_failures = load_vaults(settings, known_sources, known) if known_sources.vaults else ([], [])
     feedback = list(known_sources.notes)  # per input: loaded, dropped and why (as `sweep` says it)
     if known:

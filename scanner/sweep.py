@@ -72,7 +72,8 @@ class Outcome:
                 f"it lists: {known or 'nothing'}")
 
 
-def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence: str = "medium"):
+def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence: str = "medium",
+                 custom_rules: Any = None):
     from detectors.engine import Engine
     from detectors.known_values import KnownValues
 
@@ -92,7 +93,7 @@ def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence:
             bad = f"not a SHA-256 hex digest (64 hex characters{f', first at line {first}' if first else ''})"
             known_sources.notes.append(_loaded_note("known hashes", known.hashes, known_sources.hashes_file, [
                 (known.invalid_hash_lines, bad), (known.ignored_empty - empty_before, "empty")]))
-    return Engine(known=known, min_confidence=min_confidence), known
+    return Engine(known=known, min_confidence=min_confidence, custom=custom_rules), known
 
 
 def _loaded_note(what: str, loaded: int, source: str, dropped: list[tuple[int, str]]) -> str:
@@ -115,7 +116,8 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
     key = fingerprint_key(settings.db)
     # `record` scrubs everything the engine finds from the cassette: it looks at every confidence
     engine, known = build_engine(key, known_sources,
-                                 "low" if options.kind == "record" else settings.min_confidence)
+                                 "low" if options.kind == "record" else settings.min_confidence,
+                                 settings.custom_rules)
     tokens = make_token_provider(settings.auth, settings.cloud)
     notes: list[str] = list(known_sources.notes) if known_sources else []
     inner = transport(engine) if transport else None
