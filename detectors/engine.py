@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 from . import catalogue as catalogue_mod
@@ -126,12 +127,11 @@ def custom_rule(r) -> Rule:
     return Rule(r.id, r.description, "pattern", r.confidence, r.keywords, source=r.origin)
 
 
-def _ruleset_digest(root: "Path | None" = None) -> str:
+def _ruleset_digest(root: Path | None = None) -> str:
     """The rule set's identity: every detector module's source (rules, filters, walker, decoders) and
     detect-secrets' version. Any rule upgrade changes it, so cached scan results are not reused."""
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
-    from pathlib import Path
 
     h = hashlib.sha256(b"flowleaks ruleset v1")
     for path in sorted((root or Path(__file__).parent).rglob("*")):

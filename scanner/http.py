@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt,
+from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception,
                       wait_random_exponential)
 
 from .auth import TokenProvider

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -22,9 +22,8 @@ import click
 from .config import Settings, connection_options, known_value_options, output_options, settings_from
 from .skip_reasons import NON_BLOCKING_SKIPS
 from .errors import ScanFailed, describe
-from .files.read import NOT_JSON
 from .files.shapes import Where
-from .files.sources import NOT_FOLLOWED, NOT_REGULAR, Unlisted, expand
+from .files.sources import Unlisted, expand
 from .files.worker import FileResult, scan_all
 from .flow_api import parse_api_time
 from .redact import redact_text
@@ -38,9 +37,6 @@ log = logging.getLogger("flowleaks.scan_files")
 KIND = "scan-files"
 MIB = 1024 * 1024
 FLUSH_ROWS = 5000
-# Reasons that leave the scan complete (one list, scanner/skip_reasons.py)
-NON_BLOCKING = NON_BLOCKING_SKIPS
-assert {NOT_JSON, NOT_REGULAR, NOT_FOLLOWED} <= NON_BLOCKING
 VAULT_UNAVAILABLE = "known values unavailable"
 
 # --db, and what reading a Key Vault needs (cloud, credentials), exactly as `sweep` defines them: each
@@ -255,7 +251,7 @@ class _Writer:
             self.skip(u.name, Where(), u.reason, u.detail)
 
     def skip(self, file: str | None, where: Where, reason: str, detail: str) -> None:
-        blocking = reason not in NON_BLOCKING
+        blocking = reason not in NON_BLOCKING_SKIPS  # one list: scanner/skip_reasons.py
         self.out.skipped[reason] += 1
         self.out.blocking += blocking
         detail = redact_text(detail)[:500]  # as the crawl stores them: redacted, bounded
@@ -376,7 +372,7 @@ def print_files_summary(db: str, outcome: FilesOutcome) -> None:
         out_console.print("No open findings.")
     if skipped:
         out_console.print(_table("Not scanned (or scanned as text), by reason", ("reason", "count", "files"),
-                                 [(r if r in NON_BLOCKING else f"{r} (blocking)", n, f) for r, n, f in skipped]))
+                                 [(r if r in NON_BLOCKING_SKIPS else f"{r} (blocking)", n, f) for r, n, f in skipped]))
     verdict = ("[green]complete[/green]" if o.complete else
                "[red]INCOMPLETE[/red]: something was not scanned (see skipped); not a clean result")
     out_console.print(f"Scan {verdict}. Details: flowleaks query \"SELECT file, json_path, rule_id, preview FROM "

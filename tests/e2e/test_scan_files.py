@@ -12,7 +12,6 @@ import string
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from scanner.files.sources import expand
 from scanner.files.worker import batches
 from scanner.store import SCHEMA
-from tests.e2e.conftest import KEY, cli_env, flowleaks, fp, rows
+from tests.e2e.conftest import KEY, assert_nothing_leaks, cli_env, flowleaks, fp, rows
 from tests.fakeapi import FakeFlowApi
 
 B62 = string.ascii_letters + string.digits
@@ -87,32 +86,6 @@ def m365_run(s: dict[str, str], env: str = ENV, flow: str = FLOW, run: str = RUN
             "startTime": start, "status": "Succeeded", "triggerName": "manual",
             "triggerInformation": {"user": "svc", "password": s["password"]},
             "actions": {"HTTP_call_partner": http, "Compose": compose}}
-
-
-def forms(values) -> set[str]:
-    """A secret and its reversible encodings: any of them in an artefact is a leak."""
-    out = set()
-    for v in values:
-        out |= {v, quote(v, safe=""), json.dumps(v)[1:-1], base64.b64encode(v.encode()).decode()}
-    return {x for x in out if len(x) >= 8}
-
-
-def assert_nothing_leaks(values, db: Path, files: list[Path], texts: list[str]) -> None:
-    leaks = forms(values)
-    for path in [db, *files]:
-        data = path.read_bytes()
-        for s in leaks:
-            assert s.encode() not in data, (path.name, s[:4])
-    for text in texts:
-        for s in leaks:
-            assert s not in text, s[:4]
-    con = duckdb.connect(str(db), read_only=True)  # DuckDB may compress strings: read every cell back too
-    tables = [t[0] for t in con.execute("SELECT table_name FROM information_schema.tables "
-                                        "WHERE table_type = 'BASE TABLE'").fetchall()]
-    cells = " ".join(str(v) for t in tables for row in con.execute(f"SELECT * FROM {t}").fetchall() for v in row)
-    con.close()
-    for s in leaks:
-        assert s not in cells, s[:4]
 
 
 # -- formats and a directory tree -----------------------------------------------------------------------
