@@ -23,13 +23,16 @@ class Measured:
     stderr: str
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> Measured:
+def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> Measured:
     """Run `flowleaks ARGS` as its own process; wall time and that process's peak RSS (wait4)."""
     summary = Path(tempfile.mkstemp(suffix=".json")[1])
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "scanner.cli", *args, "--quiet", "--summary-json", str(summary)],
                             env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, text=True)
+    if stdin is not None:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start

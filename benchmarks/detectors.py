@@ -1,7 +1,8 @@
 """Benchmark the detection engine on a synthetic run-history corpus. Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/detectors.py [--mb 20] [--seed 7] [--known 200] [--profile]
-                                             [--files-jobs 1,2 | --no-files]
+    .venv/bin/python benchmarks/detectors.py [--mb 20] [--seed 7] [--known 0,200,10000] [--profile]
+                                             [--matchers hyperscan,portable] [--files-jobs 1,2 | --no-files]
+                                             [--files-known 0,10000]
 
 The corpus is Power Automate-shaped action inputs/outputs (HTTP responses with x-ms-* headers and
 ETags, SharePoint/Graph list items full of GUIDs and timestamps, connector inputs, Compose strings,
@@ -231,7 +232,8 @@ def write_corpus(bodies: list, root: Path) -> tuple[list[tuple[str, str]], int]:
     return where, size
 
 
-def bench_files(bodies: list, plants: list, jobs_list: list[int]) -> None:
+def bench_files(bodies: list, plants: list, jobs_list: list[int], matchers: list[str],
+                known_counts: list[int], known_values: list[str]) -> None:
     import hmac
     import hashlib
     import resource
@@ -256,14 +258,21 @@ def bench_files(bodies: list, plants: list, jobs_list: list[int]) -> None:
         floor = run_cli(["scan-files", str(empty), "--db", str(tmp / "empty.duckdb")], env)
         print(f"  start-up floor (an empty directory, database created): {floor.wall_s:.2f}s")
         planted = {where[idx]: (kind, secret) for idx, kind, secret in plants}
-        for jobs in jobs_list:
-            db = tmp / f"j{jobs}.duckdb"
+        runs = [(mt, k, j) for mt in matchers for k in known_counts for j in jobs_list]
+        for matcher, n_known, jobs in runs:
+            label = f"{matcher}, --jobs {jobs}, {n_known} known values"
+            db = tmp / f"{matcher}-k{n_known}-j{jobs}.duckdb"
             cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            m = run_cli(["scan-files", str(corpus), "--jobs", str(jobs), "--db", str(db)], env)
+            args = ["scan-files", str(corpus), "--jobs", str(jobs), "--db", str(db)]
+            stdin = None
+            if n_known:
+                args.append("--known-values-stdin")
+                stdin = "".join(v + "\n" for v in known_values[:n_known])
+            m = run_cli(args, {**env, "FLOWLEAKS_MATCHER": matcher}, stdin=stdin)
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             if m.code not in (0, 1):
-                print(f"  --jobs {jobs}: exit {m.code}: {m.stderr.strip()[:300]}")
+                print(f"  [{label}]: exit {m.code}: {m.stderr.strip()[:300]}")
                 continue
             con = duckdb.connect(str(db), read_only=True)
             found = con.execute("SELECT file, json_path, rule_id, fingerprint FROM findings").fetchall()
@@ -281,11 +290,11 @@ def bench_files(bodies: list, plants: list, jobs_list: list[int]) -> None:
                 if (rel, prefix) not in recalled:
                     recalled.add((rel, prefix))
                     exact += fingerprint in (fp(hit[1]), fp(unquote(hit[1])))
-            wanted = {k for k, (kind, _) in planted.items() if kind != "known-value"}  # no known values loaded
+            wanted = {k for k, (kind, _) in planted.items() if n_known or kind != "known-value"}
             recall = len(recalled & wanted) / max(1, len(wanted))
             precision = on_plant / max(1, on_plant + sum(off_plant.values()))
             total = size / 1e6 / m.wall_s
-            print(f"[scan-files --jobs {jobs}] {total:.2f} MB/s in total, {total / jobs:.2f} MB/s per core "
+            print(f"[scan-files: {label}] {total:.2f} MB/s in total, {total / jobs:.2f} MB/s per core "
                   f"({m.wall_s:.1f}s wall, {cpu:.1f} CPU s = {size / 1e6 / max(cpu, 1e-9):.2f} MB per CPU second, "
                   f"peak RSS of the parent {m.peak_rss_mb:.0f} MB)")
             print(f"  recall {recall:.3f} ({len(recalled & wanted)}/{len(wanted)}), precision {precision:.3f} "
@@ -295,77 +304,117 @@ def bench_files(bodies: list, plants: list, jobs_list: list[int]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _signature(results: list) -> list:
+    return [([(h.rule_id, h.secret, h.json_path, h.confidence) for h in r.hits],
+             [(d.rule_id, d.filter, d.json_path) for d in r.dropped]) for r in results]
+
+
+def bench_engine(bodies: list, plants: list, size: int, matcher: str, n_known: int, known_values: list[str],
+                 profile: bool) -> list:
+    kv = None
+    if n_known:
+        kv = KnownValues(key=b"bench-key-0123456789abcdef012345")
+        t = time.perf_counter()
+        for n, v in enumerate(known_values[:n_known]):
+            kv.add_value(v, source=f"kv-bench/{n}")
+        load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    eng = Engine(known=kv, matcher=matcher)
+    build_s = time.perf_counter() - t
+    results = []
+    with eng.session():
+        if profile:
+            import cProfile
+            import pstats
+            pr = cProfile.Profile()
+            pr.enable()
+        t = time.perf_counter()
+        for b in bodies:
+            results.append(eng.scan(b))
+        dt = time.perf_counter() - t
+        if profile:
+            pr.disable()
+            pstats.Stats(pr).sort_stats("tottime").print_stats(20)
+    leaves = eng.stats["leaves"]
+    label = f"engine: {eng.matcher}, {n_known} known values"
+    print(f"[{label}] {size / 1e6 / dt:.2f} MB/s per core, {leaves / dt:,.0f} leaves/s "
+          f"({dt:.1f}s for {leaves:,} leaves, {eng.stats['leaves_ruled']:,} through the rules; engine built in "
+          f"{build_s:.2f}s" + (f", {kv.values} known values loaded in {load_s:.2f}s" if kv else "") + ")")
+    found = Counter()
+    total = Counter()
+    matched_hits = set()
+    for idx, kind, secret in plants:
+        if kind == "known-value" and not n_known:
+            continue
+        total[kind] += 1
+        for hi, h in enumerate(results[idx].hits):
+            if h.secret == secret or (len(h.secret) >= 8 and (h.secret in secret or secret in h.secret)):
+                found[kind] += 1
+                matched_hits.add((idx, hi))
+                break
+    for idx, kind, secret in plants:  # every hit on a planted secret counts as matched
+        for hi, h in enumerate(results[idx].hits):
+            if h.secret and (h.secret == secret or h.secret in secret or secret in h.secret):
+                matched_hits.add((idx, hi))
+    all_hits = [(i, hi, h) for i, r in enumerate(results) for hi, h in enumerate(r.hits)]
+    unmatched = [h for i, hi, h in all_hits if (i, hi) not in matched_hits]
+    rec = sum(found.values()) / max(1, sum(total.values()))
+    prec = (len(all_hits) - len(unmatched)) / max(1, len(all_hits))
+    print(f"  recall {rec:.3f} ({sum(found.values())}/{sum(total.values())}), precision {prec:.3f}; "
+          f"findings matching no plant: {len(unmatched)} {dict(Counter(h.rule_id for h in unmatched))}")
+    missed = [k for k in KINDS if total[k] and found[k] < total[k]]
+    if missed:
+        print("  missed kinds: " + ", ".join(f"{k} {found[k]}/{total[k]}" for k in missed))
+    return results
+
+
 def main() -> None:
+    from detectors.prefilter import hyperscan_available
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--known", type=int, default=200, help="known values loaded for the second pass")
+    ap.add_argument("--known", default="0,200,10000", help="known-value counts for the engine runs")
+    ap.add_argument("--matchers", default="hyperscan,portable", help="hyperscan, portable, off")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--files-jobs", default="1,2", help="--jobs values for the whole-process scan-files runs")
+    ap.add_argument("--files-known", default="0,10000", help="known-value counts for the scan-files runs")
     ap.add_argument("--no-files", action="store_true", help="only the engine figures")
+    ap.add_argument("--write-corpus", metavar="DIR", help="write the corpus to DIR as files and stop (to time "
+                    "`flowleaks scan-files DIR` with farm-bench)")
     a = ap.parse_args()
+    matchers = [m for m in a.matchers.split(",") if m and (m != "hyperscan" or hyperscan_available())]
+    counts = [int(k) for k in a.known.split(",") if k.strip()]
     rng = random.Random(a.seed + 1)
-    known_values = [rstr(rng, ALNUM + "!$%", rng.randint(12, 40)) for _ in range(a.known)]
+    known_values = [rstr(rng, ALNUM + "!$%", rng.randint(12, 40)) for _ in range(max(counts + [200]))]
     t0 = time.perf_counter()
-    bodies, plants, size = build_corpus(a.mb, a.seed, known_values)
+    # the planted known values are among the first 200, so every loaded set holds them
+    bodies, plants, size = build_corpus(a.mb, a.seed, known_values[:200])
     print(f"corpus: {len(bodies)} payloads, {size / 1e6:.1f} MB, {len(plants)} planted secrets "
           f"({time.perf_counter() - t0:.1f}s to build)")
-
-    for label, known in (("patterns+entropy", None), (f"+ {a.known} known values", "load")):
-        kv = None
-        if known:
-            kv = KnownValues(key=b"bench-key-0123456789abcdef012345")
-            t = time.perf_counter()
-            for n, v in enumerate(known_values):
-                kv.add_value(v, source=f"kv-bench/{n}")
-            print(f"loaded {kv.values} known values in {time.perf_counter() - t:.2f}s")
-        eng = Engine(known=kv)
-        results = []
-        with eng.session():
-            if a.profile:
-                import cProfile
-                import pstats
-                pr = cProfile.Profile()
-                pr.enable()
-            t = time.perf_counter()
-            for b in bodies:
-                results.append(eng.scan(b))
-            dt = time.perf_counter() - t
-            if a.profile:
-                pr.disable()
-                pstats.Stats(pr).sort_stats("cumulative").print_stats(25)
-        leaves = eng.stats["leaves"]
-        print(f"[{label}] {size / 1e6 / dt:.2f} MB/s, {leaves / dt:,.0f} leaves/s, {len(bodies) / dt:,.0f} payloads/s "
-              f"({dt:.1f}s for {leaves:,} leaves)")
-        # recall per kind
-        found = Counter()
-        total = Counter()
-        matched_hits = set()
-        for idx, kind, secret in plants:
-            if kind == "known-value" and not known:
-                continue
-            total[kind] += 1
-            for hi, h in enumerate(results[idx].hits):
-                if h.secret == secret or (len(h.secret) >= 8 and (h.secret in secret or secret in h.secret)):
-                    found[kind] += 1
-                    matched_hits.add((idx, hi))
-                    break
-        for idx, kind, secret in plants:  # every hit on a planted secret counts as matched
-            for hi, h in enumerate(results[idx].hits):
-                if h.secret and (h.secret == secret or h.secret in secret or secret in h.secret):
-                    matched_hits.add((idx, hi))
-        all_hits = [(i, hi, h) for i, r in enumerate(results) for hi, h in enumerate(r.hits)]
-        unmatched = [h for i, hi, h in all_hits if (i, hi) not in matched_hits]
-        drops = Counter(d.filter for r in results for d in r.dropped)
-        skips = Counter(s.reason for r in results for s in r.skipped)
-        rec = sum(found.values()) / max(1, sum(total.values()))
-        print(f"  recall {rec:.3f} ({sum(found.values())}/{sum(total.values())}); "
-              f"findings matching no plant: {len(unmatched)} {dict(Counter(h.rule_id for h in unmatched))}")
-        print("  per kind: " + ", ".join(f"{k} {found[k]}/{total[k]}" for k in KINDS if total[k]))
-        print(f"  drops by filter: {dict(drops.most_common())}")
-        print(f"  skips: {dict(skips)}")
+    if a.write_corpus:
+        where, on_disk = write_corpus(bodies, Path(a.write_corpus))
+        print(f"wrote {len({f for f, _ in where})} files, {on_disk / 1e6:.1f} MB, to {a.write_corpus}")
+        return
+    drops_skips = None
+    for n_known in counts:
+        signatures = {}
+        for matcher in matchers:
+            results = bench_engine(bodies, plants, size, matcher, n_known, known_values, a.profile)
+            signatures[matcher] = _signature(results)
+            if drops_skips is None:
+                drops_skips = (Counter(d.filter for r in results for d in r.dropped),
+                               Counter(s.reason for r in results for s in r.skipped))
+        if len(signatures) > 1:
+            first = next(iter(signatures.values()))
+            same = all(sig == first for sig in signatures.values())
+            print(f"  same hits and filtered candidates from {', '.join(signatures)}: {'yes' if same else 'NO'}")
+    if drops_skips:
+        print(f"  drops by filter: {dict(drops_skips[0].most_common())}")
+        print(f"  skips: {dict(drops_skips[1])}")
     if not a.no_files:
-        bench_files(bodies, plants, [int(j) for j in a.files_jobs.split(",") if j.strip()])
+        bench_files(bodies, plants, [int(j) for j in a.files_jobs.split(",") if j.strip()], matchers,
+                    [int(k) for k in a.files_known.split(",") if k.strip()], known_values)
 
 
 if __name__ == "__main__":

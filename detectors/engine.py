@@ -50,6 +50,7 @@ from .filters import Filter, drop, keep
 from .known_values import KnownValues
 from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_token, synth_line
 from .payload import Limits, Walker, body_from_input, redact_paths
+from .prefilter import GateSpec, choose_backend, compiled_gate
 from .powerplatform import RULES as PP_RULES
 from .powerplatform import bearer_confidence
 from .rules import CONFIDENCE_RANK, Rule, ex
@@ -254,6 +255,44 @@ class _Prefilter:
             self.items_of[k] = list(seen.values())
         self.regex = re.compile(_trie_regex(kws)) if kws else None
 
+    def gate_spec(self) -> GateSpec | None:
+        """What the native pass must look for so that no leaf it passes over could select a rule
+        (prefilter.py); None when a rule runs on every leaf whatever its text (the gate is off)."""
+        if self.always_pp:
+            return None
+        regexes: list[str] = []
+        for lit, (_, p) in self.case_sensitive:
+            regexes.extend(p.gate or (re.escape(lit),))
+        python = [(r.regex.pattern, r.regex.flags) for _, r in self.always_cat]
+        # built-in catalogue rules only: their relaxed regexes are checked against their examples by the
+        # backend equivalence test; a custom pack's regex is the user's and is selected by keyword alone
+        rules = {id(r): (r.id, r.regex.pattern, r.regex.flags) for items in self.kw_to.values()
+                 for kind, r in items if kind == "cat" and getattr(r, "origin", None) == "flowleaks"}
+        return GateSpec(self.keywords, regexes, python, sorted(rules.values()))
+
+    def selected(self, found: tuple[list[tuple[int, str]], set[str]], text: str, gated: frozenset[str]) -> list:
+        """`select` from the native pass's keyword matches (start, keyword), in `select`'s order: at each
+        start the longest keyword there, each keyword's items once, then the case-sensitive ones. A
+        catalogue rule in `gated` whose relaxed regex did not match (not in found[1]) cannot fire: left out."""
+        seen: dict[int, Any] = {}
+        kw_found, rules_found = found
+        if kw_found:
+            longest: dict[int, str] = {}
+            for start, kw in kw_found:
+                if len(kw) > len(longest.get(start, "")):
+                    longest[start] = kw
+            items_of = self.items_of
+            for start in sorted(longest):
+                for item in items_of[longest[start]]:
+                    r = item[1]
+                    if item[0] == "cat" and r.id in gated and r.id not in rules_found:
+                        continue
+                    seen[id(r)] = item
+        for lit, item in self.case_sensitive:
+            if lit in text:
+                seen[id(item[1])] = item
+        return list(seen.values())
+
     def select(self, low: str, text: str) -> list:
         seen: dict[int, Any] = {}
         rx = self.regex
@@ -307,11 +346,14 @@ class _Budget:
 
 class Engine:
     def __init__(self, known: KnownValues | None = None, limits: Limits | None = None,
-                 min_confidence: str = "medium", custom: CustomRules | None = None) -> None:
+                 min_confidence: str = "medium", custom: CustomRules | None = None,
+                 matcher: str | None = None) -> None:
         """`custom`: gitleaks-format packs (`--rules`); with `custom.rules_only` the built-in rule set
         (catalogue, Power Platform rules, detect-secrets plugins) and the entropy stage are off, so
         only the custom rules and known values report. Raises CustomRulesError when a custom rule's
-        id is a rule id this engine already runs."""
+        id is a rule id this engine already runs. `matcher`: the native pass's backend (`hyperscan`,
+        `portable`, `off` = every leaf through every rule; default FLOWLEAKS_MATCHER, else the fastest
+        installed): it changes the speed, never the findings (prefilter.py)."""
         if min_confidence not in CONFIDENCE_RANK:
             raise ValueError(f"min_confidence must be one of {sorted(CONFIDENCE_RANK)}")
         self.custom = custom
@@ -332,7 +374,14 @@ class Engine:
         self._ds = DSAdapter()
         self._in_session = False
         self._pre = _Prefilter(extra, self.builtin)
-        self.stats = {"payloads": 0, "leaves": 0, "chars": 0}
+        spec = self._pre.gate_spec()
+        if matcher == "off" or spec is None:
+            self.matcher, self._gate = "off", None
+        else:
+            self.matcher = choose_backend(matcher)
+            self._gate = compiled_gate(spec, self.matcher)
+        self._key_pp = tuple((r.key_re, r.decodings) for r in self._pre.key_pp if r.key_re is not None)
+        self.stats = {"payloads": 0, "leaves": 0, "chars": 0, "leaves_ruled": 0}
 
     @property
     def version(self) -> str:
@@ -394,16 +443,23 @@ class Engine:
         leaves: list[Leaf] = []
         stopped = False
         for leaf in walker.walk(body):
-            v = leaf.value
-            n = len(v)
-            if not budget.spend(n):
+            if not budget.spend(len(leaf.value)):
                 result.skipped.append(Skip(leaf.json_path, "budget exceeded",
                                            f"stopped after {budget.chars} chars"))
                 stopped = True
                 break
             leaves.append(leaf)
-            if n < 6 and not leaf.key:
+        ruled = 0
+        for leaf, flagged in zip(leaves, self._flags(leaves)):
+            if flagged is None:
                 continue
+            ruled += 1
+            if (ruled & 63) == 0 and time.monotonic() > budget.deadline:
+                result.skipped.append(Skip(leaf.json_path, "budget exceeded", "time budget spent in the rules"))
+                stopped = True
+                break
+            v = leaf.value
+            n = len(v)
             if n > lim.max_leaf_chars:
                 # windows made one at a time (a 60 MB leaf is not copied up front); the last one
                 # reaches the end of the leaf whatever the overlap
@@ -418,7 +474,7 @@ class Engine:
                                                f"time budget spent at window {wi} of a {n}-char leaf"))
                     stopped = True
                     break
-                for h, f in self._leaf(leaf, text):
+                for h, f in self._leaf(leaf, text, None if flagged is True else flagged):
                     if h is not None:
                         if h.detector == "entropy" or not is_documentation_example(h.secret):
                             hits.append((h, leaf.origin))
@@ -460,9 +516,49 @@ class Engine:
         self.stats["payloads"] += 1
         self.stats["leaves"] += len(leaves)
         self.stats["chars"] += budget.chars
+        self.stats["leaves_ruled"] += ruled
         return result
 
-    def _leaf(self, leaf: Leaf, text: str) -> Iterator[tuple[Hit | None, Drop | None]]:
+    def _flags(self, leaves: list[Leaf]) -> list[Any]:
+        """Which leaves go through the rules: those whose key a key-driven rule knows, and those whose
+        text the native pass flags (prefilter.py). A leaf under 6 characters with no such key can
+        select no rule (`_leaf` looks at its key only). Per leaf: None (skip), True (the rules select
+        by their keywords) or the native pass's keyword matches (the selection, already made)."""
+        gate = self._gate
+        if gate is None:
+            return [True] * len(leaves)
+        out: list[Any] = [None] * len(leaves)
+        idx: list[int] = []
+        texts: list[str] = []
+        keys: dict[tuple[str, str], bool] = {}  # per payload: a key may be a secret; nothing outlives the scan
+        key_pp = self._key_pp
+        max_chars = self.limits.max_leaf_chars
+        for i, lf in enumerate(leaves):
+            k = lf.key
+            if k:
+                kd = (k, lf.decoding)
+                kf = keys.get(kd)
+                if kf is None:
+                    kf = keys[kd] = bool(_DS_KEYWORD_KEY.search(k)) or any(
+                        (dec is None or lf.decoding in dec) and rx.search(k) for rx, dec in key_pp)
+                if kf:
+                    out[i] = True
+                    continue
+            v = lf.value
+            if len(v) < 6:
+                continue
+            if len(v) > max_chars or not v.isascii():
+                out[i] = True  # windows, and text where lower() and a caseless byte match differ
+                continue
+            idx.append(i)
+            texts.append(v)
+        for i, f in zip(idx, gate.flags(texts)):
+            if f is not None:
+                out[i] = f
+        return out
+
+    def _leaf(self, leaf: Leaf, text: str, found: list | None = None) -> Iterator[tuple[Hit | None, Drop | None]]:
+        """The rules on one leaf's text; `found`: the native pass's keyword matches in it, if it ran."""
         key = leaf.key
         path = leaf.json_path
         side = leaf.side
@@ -489,13 +585,13 @@ class Engine:
             # the decoded leaves repeat this text and are scanned instead, except by catalogue and custom
             # rules: their regexes may need what decoding strips (`acme_key=…` of a form body, `"name":
             # "…"` of a JSON string). Same origin as the decoded leaves: dedupe keeps one row per secret.
-            for kind, r in self._pre.select(low, text) + self._pre.always_cat:
+            for kind, r in self._select(low, text, found) + self._pre.always_cat:
                 if kind == "cat":
                     yield from self._cat(r, text, path, side, dec, claimed)
             return
         # 2. value-keyword rules (none can match a bare GUID, the commonest leaf of run history: no
         # keyword is spelled in hex, and no rule's token fits between its dashes)
-        for kind, r in ([] if _BARE_GUID.match(text) else self._pre.select(low, text)) + self._pre.always_cat:
+        for kind, r in ([] if _BARE_GUID.match(text) else self._select(low, text, found)) + self._pre.always_cat:
             if kind == "cat":
                 yield from self._cat(r, text, path, side, dec, claimed)
             elif kind == "pp":
@@ -524,6 +620,11 @@ class Engine:
                     yield Hit(entropy_mod.RULE_ID, "entropy", tok, path, side, conf, None, dec), None
                 else:
                     yield None, Drop(entropy_mod.RULE_ID, filt, path)
+
+    def _select(self, low: str, text: str, found: list | None) -> list:
+        if found is None:
+            return self._pre.select(low, text)
+        return self._pre.selected(found, text, self._gate.gated_rules)
 
     @staticmethod
     def _cat(r, text: str, path: str, side: str, dec: str, claimed: set[str]):

@@ -41,11 +41,16 @@ class DSPlugin:
     # detect-secrets returns a regex *group* when its pattern has one (GitHubTokenDetector yields
     # 'ghp'); expand the returned text over this character class to the whole token.
     expand: str | None = r"[A-Za-z0-9_-]"
+    # for case-sensitive keywords: regexes every match of the plugin contains (its denylist without the
+    # boundary groups, in syntax Python and Hyperscan read alike), so the native pass (prefilter.py)
+    # looks for those instead of two-letter literals that are in every other upper-case word
+    gate: tuple[str, ...] = ()
 
 
 # detect-secrets plugin name → our rule id (`ds.<Plugin>` in docs)
 DS_PLUGINS: tuple[DSPlugin, ...] = (
-    DSPlugin("ArtifactoryDetector", "artifactory-token", ("AKC", "AP"), "low", description="JFrog Artifactory API token / password"),
+    DSPlugin("ArtifactoryDetector", "artifactory-token", ("AKC", "AP"), "low", description="JFrog Artifactory API token / password",
+             gate=("AKC[a-zA-Z0-9]{10}", "AP[0-9A-F][a-zA-Z0-9]{8}")),
     DSPlugin("AWSKeyDetector", "aws-access-key", ("akia", "asia", "abia", "acca", "a3t", "aws"), description="AWS access key id / secret"),
     DSPlugin("BasicAuthDetector", "basic-auth-url", ("://",), bounded=False, expand=None, description="Credentials in a URL (`scheme://user:password@host`)"),
     DSPlugin("CloudantDetector", "cloudant-credentials", ("cloudant",), bounded=False, description="IBM Cloudant credentials"),
@@ -67,7 +72,8 @@ DS_PLUGINS: tuple[DSPlugin, ...] = (
     DSPlugin("SquareOAuthDetector", "square-oauth-secret", ("sq0csp-",), description="Square OAuth secret"),
     DSPlugin("StripeDetector", "stripe-key", ("k_live_",), description="Stripe live key"),
     DSPlugin("TelegramBotTokenDetector", "telegram-bot-token", (), "medium", min_len=44, expand=r"[A-Za-z0-9_:-]", description="Telegram bot token"),
-    DSPlugin("TwilioKeyDetector", "twilio-key", ("AC", "SK"), "medium", description="Twilio account SID / API key"),
+    DSPlugin("TwilioKeyDetector", "twilio-key", ("AC", "SK"), "medium", description="Twilio account SID / API key",
+             gate=("AC[a-z0-9]{32}", "SK[a-z0-9]{32}")),
 )
 # Not run, with the reason (for docs):
 DS_NOT_RUN = {

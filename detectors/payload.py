@@ -252,7 +252,7 @@ class Walker:
             if kind == "s" and ddepth < lim.max_decode_depth and len(node) >= 6:
                 if len(node) > lim.max_decode_chars:
                     self.skip(path, "leaf too long", f"{len(node)} chars, not decoded")
-                else:
+                elif _may_decode(node, key):
                     try:
                         items = self._decode(node, path, key, depth, ddepth, org)
                     except RecursionError:
@@ -264,6 +264,7 @@ class Walker:
                 push(item)
 
     # -- decoders: each returns stack items (pushed in reverse so they come out in order) --------
+    # (`_may_decode` is the cheap test of the conditions `_decode` starts with: most strings fail it)
     def _decode(self, s: str, path: str, key: str | None, depth: int, ddepth: int, org: str) -> list:
         out: list = []
         d = ddepth + 1
@@ -366,6 +367,17 @@ class Walker:
                 kids.append((c, cp, depth + 1))
             stack.extend(reversed(kids))
         return items[::-1]
+
+
+_DECODE_FIRST = frozenset("{[<bB")
+
+
+def _may_decode(s: str, key: str | None) -> bool:
+    """False only where `_decode` would return nothing: no JSON/XML opening, no `basic`/`bearer` (or
+    leading space), no `=` (form, base64 padding), no URL scheme near the start, no base64 key."""
+    c = s[0]
+    return (c in _DECODE_FIRST or c.isspace() or "=" in s or "://" in s[:24]
+            or (key is not None and key.lower() in BASE64_KEYS))
 
 
 def _local(tag: Any) -> str:

@@ -121,6 +121,7 @@ def settings_from(kw: dict) -> Settings:
                       client_secret=kw.pop("client_secret"), certificate_path=kw.pop("certificate"),
                       certificate_password=kw.pop("certificate_password"), token_cache=kw.pop("token_cache"),
                       access_token=kw.pop("access_token"))
+    check_matcher_env()
     proxy, no_proxy, ca_bundle = network_from_env(kw.pop("ca_bundle", None))
     auth.proxy, auth.no_proxy, auth.ca_bundle = proxy, no_proxy, ca_bundle  # MSAL goes the same way
     http = HttpConfig(concurrency=kw.pop("concurrency"), max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
@@ -128,6 +129,17 @@ def settings_from(kw: dict) -> Settings:
     return Settings(cloud=cloud, auth=auth, flow_api_url=root, pinned_flow_api=pinned, content_hosts=hosts,
                     db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"),
                     min_confidence=kw.pop("min_confidence", None) or "medium")
+
+
+def check_matcher_env() -> str:
+    """FLOWLEAKS_MATCHER (the native pass's backend: hyperscan, portable, auto), checked before the
+    work: a typo or a backend this machine lacks is a usage error, not a silent fallback."""
+    from detectors.prefilter import choose_backend
+
+    try:
+        return choose_backend()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def network_from_env(ca_bundle: str | None) -> tuple[str | None, str, str | None]:

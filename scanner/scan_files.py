@@ -91,7 +91,8 @@ class FilesOutcome:
 
     @property
     def complete(self) -> bool:
-        return self.blocking == 0
+        # no file at all under the paths given is an empty scan, never a clean one
+        return self.blocking == 0 and self.files_planned > 0
 
     @property
     def exit_code(self) -> int:
@@ -165,6 +166,8 @@ def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, 
         scan_id = store.begin_scan(KIND, {"paths": list(paths), "jobs": jobs, "max_mb": max_mb,
                                           "known_vaults": list(known_sources.vaults)})
         out = FilesOutcome(scan_id, jobs, files_planned=len(sources), notes=notes)
+        if not sources:
+            notes.append("no file to scan under the paths given: an empty scan is not a clean result (exit 3)")
         writer = _Writer(store, out)
         for failure in vault_failures:
             writer.skip(None, Where(), VAULT_UNAVAILABLE, failure)

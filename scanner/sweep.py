@@ -77,6 +77,9 @@ def build_engine(key: bytes, known_sources: KnownSources | None, min_confidence:
     from detectors.engine import Engine
     from detectors.known_values import KnownValues
 
+    from .matcher_cache import install
+
+    install()
     known = KnownValues(key=key)
     if known_sources:
         if known_sources.stdin_lines is not None:

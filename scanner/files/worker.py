@@ -103,13 +103,17 @@ _SESSION: Any = None  # the worker's detect-secrets settings context, held open 
 
 
 def _init_worker(known: Any, key: bytes, max_bytes: int, min_confidence: str = "medium",
-                 custom: Any = None) -> None:
+                 custom: Any = None, matcher: str | None = None) -> None:
     global _WORKER, _SESSION
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it cancels the rest)
     from detectors.engine import Engine
 
-    # `custom` (CustomRules) arrives as its parsed TOML and compiles here: the same --rules packs
-    engine = Engine(known=known, min_confidence=min_confidence, custom=custom)
+    from ..matcher_cache import install
+
+    install()  # the parent compiled (and cached) the native pass's database: load it
+    # `custom` (CustomRules) arrives as its parsed TOML and compiles here: the same --rules packs;
+    # the parent's matcher, so every worker runs the backend the parent checked
+    engine = Engine(known=known, min_confidence=min_confidence, custom=custom, matcher=matcher)
     _SESSION = engine.session()
     _SESSION.__enter__()
     _WORKER = FileScanner(engine, key, max_bytes)
@@ -145,7 +149,8 @@ def scan_all(sources: Sequence[Source], jobs: int, engine: Any, known: Any, key:
                 yield _safe(scanner.scan, source)
         return
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(known, key, max_bytes, engine.min_confidence, engine.custom))
+                               initializer=_init_worker, initargs=(known, key, max_bytes, engine.min_confidence, engine.custom,
+                                         engine.matcher))
     try:
         yield from _pooled(pool, groups, jobs * IN_FLIGHT_PER_JOB)
     finally:

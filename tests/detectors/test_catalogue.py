@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from detectors.prefilter import hyperscan_available
+
 import detectors
 from detectors import catalogue
 from detectors import engine as engine_mod
@@ -139,15 +141,24 @@ def test_a_catalogue_rule_runs_in_the_engine(acme_engine):
     assert "acme-key" not in {h.rule_id for h in upper}
 
 
-def test_a_catalogue_rule_is_prefiltered_by_its_keywords(acme_engine, monkeypatch):
+@pytest.mark.parametrize("matcher", ["portable", "hyperscan", "off"])
+def test_a_catalogue_rule_is_prefiltered_by_its_keywords(tmp_path, monkeypatch, matcher):
+    if matcher == "hyperscan" and not hyperscan_available():
+        pytest.skip("hyperscan is x86-64 only")
+    (tmp_path / "acme.toml").write_text(_GOOD)
+    monkeypatch.setattr(engine_mod, "CATALOGUE", load(tmp_path))
+    eng = Engine(matcher=matcher)
     calls = []
     rule = engine_mod.CATALOGUE[0]
     real = type(rule).candidates
     monkeypatch.setattr(type(rule), "candidates", lambda self, text: calls.append(text) or real(self, text))
-    acme_engine.scan({"note": "nothing to see here, just words and more words"})
+    eng.scan({"note": "nothing to see here, just words and more words"})
     assert calls == []
-    acme_engine.scan({"note": "acmek_ is the prefix"})
-    assert calls == ["acmek_ is the prefix"]
+    eng.scan({"note": "acmek_ is the prefix"})
+    # Hyperscan also runs the rule's relaxed regex natively: the keyword alone does not run it
+    assert calls == ([] if matcher == "hyperscan" else ["acmek_ is the prefix"])
+    eng.scan({"note": "deploy with acmek_q8w2e7r4t6y1u3i9o5p0a2s4 tonight"})
+    assert calls[-1:] == ["deploy with acmek_q8w2e7r4t6y1u3i9o5p0a2s4 tonight"]
 
 
 def test_a_catalogue_hit_goes_through_the_confidence_floor(tmp_path, monkeypatch):

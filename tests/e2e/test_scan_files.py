@@ -401,3 +401,39 @@ def test_min_confidence_low_brings_back_low_confidence_hits_in_workers_too(tmp_p
     assert fp(token) not in {f["fingerprint"] for f in findings(default_db)}
     assert rows(default_db, "SELECT count(*) FROM filtered WHERE filter = 'low confidence'")[0][0] >= 1
     assert fp(token) in {f["fingerprint"] for f in findings(low_db)}
+
+
+def test_an_empty_directory_is_an_empty_scan_not_a_clean_one(tmp_path):
+    (tmp_path / "in").mkdir()
+    db = tmp_path / "f.duckdb"
+    r = scan(tmp_path / "in", db=db)
+    assert r.code == 3, r.stdout + r.stderr
+    assert "empty scan is not a clean result" in r.stdout + r.stderr
+    assert rows(db, "SELECT complete FROM scans") == [(False,)]
+
+
+@pytest.mark.skipif(not __import__("detectors.prefilter", fromlist=["x"]).hyperscan_available(),
+                    reason="hyperscan is x86-64 only")
+def test_the_compiled_matcher_is_cached_privately_and_a_corrupt_cache_is_recompiled(tmp_path):
+    s = fresh()
+    (tmp_path / "a.json").write_text(json.dumps({"t": s["ghp"]}))
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache), "FLOWLEAKS_MATCHER": "hyperscan"}
+    assert scan(tmp_path / "a.json", db=tmp_path / "1.duckdb", env=env).code == 1
+    files = list((cache / "flowleaks").glob("hyperscan-*.db"))
+    assert len(files) == 1
+    assert oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert oct((cache / "flowleaks").stat().st_mode & 0o777) == "0o700"
+    files[0].write_bytes(b"not a database")
+    r = scan(tmp_path / "a.json", db=tmp_path / "2.duckdb", env=env)
+    assert r.code == 1, r.stderr
+    assert fp(s["ghp"]) in {f["fingerprint"] for f in findings(tmp_path / "2.duckdb")}
+    assert files[0].read_bytes() != b"not a database"  # compiled again and rewritten
+
+
+def test_an_unknown_matcher_is_a_usage_error_before_any_work(tmp_path):
+    (tmp_path / "a.json").write_text("{}")
+    r = scan(tmp_path / "a.json", db=tmp_path / "f.duckdb", env={"FLOWLEAKS_MATCHER": "fastest"})
+    assert r.code == 2
+    assert "FLOWLEAKS_MATCHER must be one of hyperscan, portable, auto" in r.stderr
+    assert not (tmp_path / "f.duckdb").exists()
