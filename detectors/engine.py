@@ -169,6 +169,7 @@ _SPACE_CUBIC_PLUGINS = frozenset({"CloudantDetector", "IbmCloudIamDetector", "Ib
                                   "SoftlayerDetector"})
 _SPACE_RUN = re.compile(r" {2,}")
 _BARE_GUID = re.compile(r"[{(]?[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[})]?\Z")
+_EXACT_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
 
 def _keyword_windows(low: str, text: str) -> Iterator[str]:
@@ -381,6 +382,11 @@ class Engine:
             self.matcher = choose_backend(matcher)
             self._gate = compiled_gate(spec, self.matcher)
         self._key_pp = tuple((r.key_re, r.decodings) for r in self._pre.key_pp if r.key_re is not None)
+        # a leaf that is exactly a GUID, its key driving no rule, meets no rule but entropy (no keyword
+        # rule runs on a bare GUID; every keyword-less rule needs a longer text): its one `guid` drop
+        # is known without the rules (entropy.bare_guid_filter)
+        self._guid_shortcut = (self.builtin and not self._pre.always_cat and not self._pre.always_pp
+                               and all(p.min_len > 36 for p in self._pre.always_ds))
         self.stats = {"payloads": 0, "leaves": 0, "chars": 0, "leaves_ruled": 0}
 
     @property
@@ -453,6 +459,15 @@ class Engine:
         for leaf, flagged in zip(leaves, self._flags(leaves)):
             if flagged is None:
                 continue
+            v = leaf.value
+            if flagged is not True and self._guid_shortcut and len(v) == 36 and _EXACT_GUID.match(v):
+                f = entropy_mod.bare_guid_filter(v)
+                if f is not None:
+                    if len(drops) < lim.max_drops:
+                        drops.append(Drop(entropy_mod.RULE_ID, f, leaf.json_path))
+                    else:
+                        drop_overflow += 1
+                continue
             ruled += 1
             if (ruled & 63) == 0 and time.monotonic() > budget.deadline:
                 result.skipped.append(Skip(leaf.json_path, "budget exceeded", "time budget spent in the rules"))
@@ -519,6 +534,19 @@ class Engine:
         self.stats["leaves_ruled"] += ruled
         return result
 
+    def _key_flag(self, key: str) -> bool | frozenset[str]:
+        """True: a key-driven rule (or detect-secrets' keyword key) looks at this key's values whatever
+        their decoding; a set: only under those decodings (bearer, basic); False: none."""
+        if _DS_KEYWORD_KEY.search(key):
+            return True
+        decodings: set[str] = set()
+        for rx, dec in self._key_pp:
+            if rx.search(key):
+                if dec is None:
+                    return True
+                decodings.update(dec)
+        return frozenset(decodings) if decodings else False
+
     def _flags(self, leaves: list[Leaf]) -> list[Any]:
         """Which leaves go through the rules: those whose key a key-driven rule knows, and those whose
         text the native pass flags (prefilter.py). A leaf under 6 characters with no such key can
@@ -530,18 +558,16 @@ class Engine:
         out: list[Any] = [None] * len(leaves)
         idx: list[int] = []
         texts: list[str] = []
-        keys: dict[tuple[str, str], bool] = {}  # per payload: a key may be a secret; nothing outlives the scan
-        key_pp = self._key_pp
+        keys: dict[str, Any] = {}  # per payload: a key may be a secret; nothing outlives the scan
+        key_flag = self._key_flag
         max_chars = self.limits.max_leaf_chars
         for i, lf in enumerate(leaves):
             k = lf.key
             if k:
-                kd = (k, lf.decoding)
-                kf = keys.get(kd)
+                kf = keys.get(k)
                 if kf is None:
-                    kf = keys[kd] = bool(_DS_KEYWORD_KEY.search(k)) or any(
-                        (dec is None or lf.decoding in dec) and rx.search(k) for rx, dec in key_pp)
-                if kf:
+                    kf = keys[k] = key_flag(k)
+                if kf is True or (kf and lf.decoding in kf):
                     out[i] = True
                     continue
             v = lf.value
@@ -662,7 +688,10 @@ class Engine:
                 lf = leaves[ti]
                 out.append((Hit(kv_mod.RULE_ID, "known_value", secret, lf.json_path, side, "high", source,
                                 lf.decoding), lf.origin))
-        if known._whole:
+        # whole-leaf SHA-256 matching finds hash-only inputs; a plaintext value's own whole-leaf hash is
+        # found by the substring pass already (its raw and stripped variants), so without hashes
+        # loaded the per-leaf HMACs are skipped (same hits: dedupe keeps the substring hit first)
+        if known._whole and known.hashes:
             for lf in leaves:
                 for source in known.match_whole(lf.value):
                     out.append((Hit(kv_mod.RULE_ID, "known_value", lf.value.strip(), lf.json_path, side, "high",

@@ -467,6 +467,14 @@ def candidates(leaf: Leaf, text: str | None = None) -> Iterator[tuple[str, int]]
             yield tok, m.start()
 
 
+def bare_guid_filter(text: str) -> str | None:
+    """What `find` yields for a leaf that is exactly one GUID (the commonest leaf of run history),
+    without the tokenizer: the whole GUID is one candidate when it has 8 distinct characters, and
+    `classify` drops it as `guid` (no resource path fits in it). The engine's gated path uses this;
+    tests/detectors/test_prefilter.py holds it equal to `find` through the ungated engine."""
+    return "guid" if len(set(text)) >= 8 else None
+
+
 def find(leaf: Leaf, text: str | None = None) -> Iterator[tuple[str, str | None, str]]:
     """Yields (token, filter_or_None, confidence) for every candidate of the leaf."""
     text = leaf.value if text is None else text
