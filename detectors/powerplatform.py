@@ -88,8 +88,12 @@ class PatternRule:
 
 
 def _unq(s: str, leaf: Leaf, m) -> str | None:
+    # a `sig` is base64url of an HMAC-SHA256 (43 characters): about 1 in 1,400 has no digit, so mixed
+    # case counts as well as a digit (a placeholder is neither: `XXXX…`, `yoursig…`)
     v = unquote(s)
-    return v if len(v) >= 16 and re.search(r"[A-Za-z]", v) and re.search(r"\d", v) else None
+    if len(v) < 16 or not re.search(r"[A-Za-z]", v):
+        return None
+    return v if re.search(r"\d", v) or (re.search(r"[a-z]", v) and re.search(r"[A-Z]", v)) else None
 
 
 _SAS_CTX = re.compile(r"(?i)(?:^|[?&;\s])(?:sv|skn|se)=")
@@ -148,9 +152,14 @@ RULES: list[PatternRule] = [
                                     "automations/direct/workflows/0a1b2c3d4e5f60718293a4b5c6d7e8f9/triggers/manual/paths/"
                                     f"invoke?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={_SIG}"}}, _SIG),
             ex(f"Call https://prod-01.northeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sv=1.0&sig={_SIG} now"),
+            # a sig with no digit (about 1 in 1,400 HMACs): mixed case is enough
+            ex({"uri": "https://prod-25.westeurope.logic.azure.com:443/workflows/9a8b/triggers/manual/paths/invoke"
+                       "?api-version=2016-06-01&sv=1.0&sig=QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUiOpAsDf-gh"},
+               "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUiOpAsDf-gh"),
         ),
         negative=(
             ex({"uri": "https://prod-27.westeurope.logic.azure.com:443/workflows/5b3c/triggers/manual/paths/invoke?api-version=2016-06-01"}),
+            ex({"uri": "https://prod-27.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=XXXXXXXXXXXXXXXXXXXXXXXX"}),
             ex({"uri": "https://example.com/page?sig=short"}),
             ex({"uri": "https://prod-27.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=<signature>"}),
         )),
