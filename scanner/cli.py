@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .config import (connection_options, output_options, dataverse_options, known_value_options, scope_options, settings_from,
+                     shard_option, shard_from,
                      window)
 from .crawl import CrawlOptions
 from .logs import setup_logging
@@ -35,6 +36,7 @@ def cli(verbose: int) -> None:
 @cli.command()
 @connection_options
 @scope_options
+@shard_option
 @known_value_options
 @dataverse_options
 @output_options
@@ -47,12 +49,14 @@ def sweep(**kw) -> None:
       FLOWLEAKS_ACCESS_TOKEN=... flowleaks sweep --as-admin --days 7 --env Default-<tenant>
     """
     settings = settings_from(kw)
+    shard = shard_from(kw)
     since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
     options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
-                           until=until, status=kw.pop("status"), kind="sweep")
+                           until=until, status=kw.pop("status"), kind="sweep", shard=shard)
     _run(settings, options, kw, params={"since": since, "until": until, "status": options.status,
                                         "environments": options.environments, "flows": options.flows,
-                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
+                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name,
+                                        **({"shard": shard.as_param()} if shard else {})})
 
 
 @cli.command()
@@ -114,6 +118,7 @@ def record(**kw) -> None:
 @connection_options
 @click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
 @click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
+@shard_option
 @known_value_options
 @dataverse_options
 @output_options
@@ -129,10 +134,12 @@ def scan(**kw) -> None:
       30 2 * * *  flowleaks scan --as-admin --db /var/lib/flowleaks/tenant.duckdb --summary-json /var/log/flowleaks.json
     """
     settings = settings_from(kw)
+    shard = shard_from(kw)
     options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), kind="scan",
-                           incremental=True, reuse_content=True)
+                           incremental=True, reuse_content=True, shard=shard)
     _run(settings, options, kw, params={"environments": options.environments, "flows": options.flows,
-                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name})
+                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name,
+                                        **({"shard": shard.as_param()} if shard else {})})
 
 
 def _run(settings, options, kw, params) -> None:

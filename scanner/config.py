@@ -191,6 +191,26 @@ def scope_options(f: Callable) -> Callable:
     return f
 
 
+def shard_option(f: Callable) -> Callable:
+    """`--shard K/N` (sweep, scan): this process scans shard K of N (see scanner/shard.py)."""
+    return click.option(
+        "--shard", metavar="K/N", envvar="FLOWLEAKS_SHARD", show_envvar=True,
+        help="Scan only the flows of shard K of N (K from 0; a flow's shard is a stable hash of its "
+             "environment and id, so it stays on its shard). Each shard writes its own database; combine "
+             "them with `flowleaks merge`. Default: JOB_COMPLETION_INDEX with FLOWLEAKS_SHARD_COUNT when "
+             "both are set (a Kubernetes Indexed Job), else the whole tenant.")(f)
+
+
+def shard_from(kw: dict):
+    """Pop --shard and resolve it (with the Indexed Job variables); a bad value is a usage error."""
+    from .shard import ShardError, resolve_shard
+
+    try:
+        return resolve_shard(kw.pop("shard", None))
+    except ShardError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def output_options(f: Callable) -> Callable:
     """What a scheduled or interactive scan reports besides the summary."""
     f = click.option("--summary-json", type=click.Path(dir_okay=False), envvar="FLOWLEAKS_SUMMARY_JSON", show_envvar=True,

@@ -56,6 +56,7 @@ class CrawlOptions:
     batch_runs: int = 50                # runs per store transaction
     max_runs_in_flight: int = 64
     secret_sink: Callable[[str], Any] | None = None  # `record`: told each secret found, to scrub it
+    shard: Any = None                   # scanner.shard.Shard: only the flows that hash to it
 
 
 @dataclass
@@ -64,6 +65,7 @@ class CrawlStats:
     environments_scanned: int = 0
     flows_planned: int = 0
     flows_scanned: int = 0
+    flows_other_shards: int = 0         # listed and in scope, but another shard's
     runs_planned: int = 0
     runs_scanned: int = 0
     content_fetched: int = 0
@@ -355,6 +357,9 @@ class Crawl:
                 if name:
                     self.flows_seen[name.lower()] = label
                 if wanted and flow_id.lower() not in wanted and name.lower() not in wanted:
+                    continue
+                if self.opt.shard is not None and not self.opt.shard.owns(env, flow_id):
+                    self.stats.flows_other_shards += 1  # listed (scope checks see it), scanned elsewhere
                     continue
                 self.stats.flows_planned += 1
                 await flow_slots.acquire()

@@ -387,6 +387,12 @@ class Store:
 
     # -- scans --------------------------------------------------------------------------------
 
+    def set_meta(self, values: dict[str, str]) -> None:
+        self.con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [[k, str(v)] for k, v in values.items()])
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT key, value FROM meta").fetchall())
+
     def begin_scan(self, kind: str, params: dict[str, Any]) -> str:
         # We hold the only write lock on this file, so a scan still marked running died mid-way.
         self.con.execute("UPDATE scans SET status = 'interrupted', complete = false "

@@ -21,6 +21,7 @@ from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
 from .private import check_output_path
+from .shard import key_id
 from .store import Store, fingerprint_key
 from .suppress import apply_suppressions
 
@@ -48,6 +49,7 @@ class Outcome:
     complete: bool
     notes: list[str] = field(default_factory=list)
     new_findings: int = 0  # open findings first seen by this scan (first_scan_id); the rest were reported before
+    shard: Any = None      # scanner.shard.Shard when this process scanned one shard of the tenant
 
     @property
     def old_open_findings(self) -> int:
@@ -197,6 +199,9 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
     store = Store(settings.db)
     try:
         scan_id = store.begin_scan(options.kind, params or {})
+        # what `flowleaks merge` checks before it combines shard databases: one key, one tenant
+        store.set_meta({"fingerprint_key_id": key_id(fingerprint_key(settings.db)),
+                        "tenant": settings.auth.tenant_id or "", "flow_api": settings.flow_api_url})
         try:
             outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
                                            transport, dataverse))
@@ -209,6 +214,13 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
                              f"stopped (rerun to resume)") from exc
         apply_suppressions(store.con, scan_id)
+        if options.shard is not None:
+            sh, st = options.shard, outcome.stats
+            outcome.shard = sh
+            outcome.notes.insert(0, f"shard {sh}: this scan covers the {st.flows_planned} of "
+                                    f"{st.flows_planned + st.flows_other_shards} flows in scope that hash to "
+                                    f"shard {sh.index} of {sh.count}; its findings and exit code speak for "
+                                    f"this shard only (combine the shards with flowleaks merge)")
         outcome.open_findings = count_open(store, options, scan_id)
         outcome.new_findings = store.query("SELECT count(*) FROM findings WHERE first_scan_id = ? "
                                            "AND status = 'open'", [scan_id])[0][0]
@@ -279,5 +291,6 @@ def write_summary_json(path: str, outcome: Outcome) -> None:
         "content": {"fetched": s.content_fetched, "reused": s.content_reused},
         "skipped": dict(s.skipped), **{k: v for k, v in outcome.http.items()},
         "notes": list(outcome.notes),  # counts and sources only (known values are never echoed)
+        "shard": outcome.shard.as_param() if outcome.shard is not None else None,
     }
     write_private_text(path, json.dumps(data, indent=2))
