@@ -48,7 +48,7 @@ from .doc_examples import FILTER as DOC_FILTER
 from .doc_examples import is_documentation_example
 from .filters import Filter, drop, keep
 from .known_values import KnownValues
-from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_token, synth_line
+from .patterns import BY_NAME, DS_PLUGINS, DSAdapter, bounded, ds_filter, ds_rules, expand_tokens, synth_line
 from .payload import Limits, Walker, body_from_input, redact_paths
 from .prefilter import GateSpec, choose_backend, compiled_gate
 from .powerplatform import RULES as PP_RULES
@@ -664,9 +664,10 @@ class Engine:
             return
         plugin = self._ds.plugins.get(p.name)
         scan_line = _SPACE_RUN.sub(" ", line) if p.name in _SPACE_CUBIC_PLUGINS else line
-        for s in self._ds.run(p.name, scan_line):
-            if p.expand:
-                s = expand_token(text, s, p.expand)
+        found = self._ds.run(p.name, scan_line)
+        if p.expand:
+            found = [t for s in found for t in expand_tokens(text, s, p.expand)]
+        for s in dict.fromkeys(found):
             if len(s) < p.min_len:
                 continue
             if p.bounded and not bounded(text, s):

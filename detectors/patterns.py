@@ -174,24 +174,33 @@ def bounded(text: str, secret: str) -> bool:
 _EXPANDERS: dict[str, re.Pattern] = {}
 
 
-def expand_token(text: str, secret: str, char_class: str) -> str:
-    """Grow `secret` (found in text) over char_class on both sides to the whole token."""
+MAX_EXPANSIONS = 64  # occurrences of one returned group grown per text (a hostile body stays linear)
+
+
+def expand_tokens(text: str, secret: str, char_class: str) -> list[str]:
+    """Grow `secret` over char_class on both sides to the whole token, at every occurrence: a plugin
+    that returns its regex's *group* (GitHubTokenDetector returns `ghp` once for two tokens) stands
+    for each token that group starts. Distinct tokens, in text order."""
     s = secret.strip(" \t\r\n\"'=:")
     if not s:
-        return s
+        return [s]
     i = text.find(s)
     if i < 0:
-        return s
+        return [s]
     rx = _EXPANDERS.get(char_class)
     if rx is None:
         rx = _EXPANDERS[char_class] = re.compile(char_class + "*")
-    left = i
     cc = re.compile(char_class)
-    while left > 0 and cc.match(text[left - 1]) and i - left < 4096:
-        left -= 1
-    m = rx.match(text, i + len(s))
-    right = m.end() if m else i + len(s)
-    return text[left:right]
+    out: dict[str, None] = {}
+    while i >= 0 and len(out) < MAX_EXPANSIONS:
+        left = i
+        while left > 0 and cc.match(text[left - 1]) and i - left < 4096:
+            left -= 1
+        m = rx.match(text, i + len(s))
+        right = m.end() if m else i + len(s)
+        out[text[left:right]] = None
+        i = text.find(s, max(right, i + 1))
+    return list(out)
 
 
 def synth_line(key: str, value: str) -> str:

@@ -115,3 +115,11 @@ def test_a_known_value_is_never_taken_for_a_documentation_example():
     known.add_value("AKIAIOSFODNN7EXAMPLE", source="stdin:1")  # the user said it is theirs
     res = Engine(known=known).scan({"id": "AKIAIOSFODNN7EXAMPLE"})
     assert [h.rule_id for h in res.hits] == ["known-value"]
+
+
+def test_two_tokens_of_one_plugin_in_one_string_are_two_findings_of_its_rule(engine):
+    # detect-secrets' GitHub plugin returns its regex group (`ghp`) once for both tokens: each is grown
+    # to its own token, so the second is not left to the entropy stage
+    second = "ghp_Q7r1Km3Pv8Yw0Sj6Ua2Mb5Gi4Oe9Xc1Fz7Dt"
+    res = engine.scan({"note": f"old token {GH}, new token {second}"})
+    assert sorted((h.rule_id, h.secret) for h in res.hits) == sorted([("github-token", GH), ("github-token", second)])
