@@ -166,7 +166,34 @@ class RecordingTransport(httpx.AsyncBaseTransport):
                 continue
             body = scrub_body(i.body) if scrub_body else i.body
             out.append(Interaction(i.method, i.uri, i.status, i.headers, self._map(scrub_sig(body))))
-        return Cassette(out, self.recorded_at)
+        return Cassette(pseudonymise_paging(out), self.recorded_at)
+
+
+_PAGING_PARAMS = ("$skiptoken", "%24skiptoken", "$deltatoken", "%24deltatoken")
+
+
+def pseudonymise_paging(interactions: list[Interaction]) -> list[Interaction]:
+    """Paging tokens (`$skiptoken`, `$deltatoken`) are opaque cursors that may encode names, ids or a
+    query's state: each becomes `SCRUBBED-page-<n>`, the same pseudonym in the request URI that used it
+    and in the `nextLink` that handed it out, so the cassette still replays page by page."""
+    tokens: dict[str, str] = {}
+    for i in interactions:
+        query = urlsplit(i.uri).query
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name.lower() in _PAGING_PARAMS and value and value not in tokens:
+                tokens[value] = f"SCRUBBED-page-{len(tokens) + 1}"
+    if not tokens:
+        return interactions
+    order = sorted(tokens, key=len, reverse=True)  # a token inside a longer one is not half-replaced
+
+    def swap(text: str) -> str:
+        for t in order:
+            if t in text:
+                text = text.replace(t, tokens[t])
+        return text
+
+    return [Interaction(i.method, swap(i.uri), i.status, i.headers, swap(i.body)) for i in interactions]
 
 
 class FoundSecrets(KnownValues):

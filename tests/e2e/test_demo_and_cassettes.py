@@ -234,3 +234,27 @@ def test_the_fake_writes_its_ground_truth_and_a_sweep_finds_it(tmp_path):
 
     assert [p["kind"] for p in plants if not p["secured"] and not hit(p)] == []
     assert [p["kind"] for p in plants if p["secured"] and hit(p)] == []
+
+
+def test_a_recorded_cassette_keeps_no_paging_token_and_still_replays_page_by_page(tmp_path):
+    """$skiptoken cursors may encode names and query state: pseudonyms in the cassette, the same in the
+    request that used one and the nextLink that gave it, so paging still replays."""
+    tenant = Tenant.generate(seed=5, environments=1, flows_per_env=10, runs_per_flow=2)
+    out = tmp_path / "paged.yaml"
+    with FakeFlowApi(tenant, runs_page_size=1, flows_page_size=3) as api:
+        p = subprocess.run([sys.executable, "-m", "scanner.cli", "record", "--as-admin", "--out", str(out)],
+                           env={**os.environ, **api.env_vars()}, cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        direct = flowleaks("sweep", "--as-admin", "--quiet", env={**api.env_vars(), "FLOWLEAKS_DB": str(tmp_path / "d.duckdb")})
+    import yaml
+
+    uris = [i["request"]["uri"] for i in yaml.safe_load(out.read_text())["interactions"]]
+    paged = [u for u in uris if re.search(r"(?:\$|%24)skiptoken=", u, re.I)]
+    assert paged and all(re.search(r"(?:\$|%24)skiptoken=SCRUBBED-page-\d+(?:&|$)", u, re.I) for u in paged)
+    with ReplayServer(Cassette.load(out)) as server:
+        replayed = flowleaks("sweep", "--as-admin", "--quiet", env={**server.env(), "FLOWLEAKS_DB": str(tmp_path / "r.duckdb")})
+        assert server.misses == []
+    assert replayed.code == direct.code == 1, replayed.stderr
+    assert rows(tmp_path / "r.duckdb", "SELECT complete FROM scans") == [(True,)]
+    count = "SELECT count(*) FROM runs"
+    assert rows(tmp_path / "r.duckdb", count) == rows(tmp_path / "d.duckdb", count)
