@@ -185,6 +185,9 @@ def _register() -> None:
 _register()
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader closed the pipe
+
+
 def main() -> None:
     """Console entry point: every command's code becomes the process exit status; an error never
     exits 1 ('findings'); an unexpected error exits 4 with one line."""
@@ -199,6 +202,12 @@ def _invoke() -> int:
         return _status(cli.main(standalone_mode=False))
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except SystemExit as exc:
+        # click turns a closed stdout (`flowleaks query … | head -1`) into exit 1, which here means
+        # "open findings"; the shell's convention for a reader that went away is 128 + SIGPIPE
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):  # click's wrapper after EPIPE
+            return EXIT_BROKEN_PIPE
+        raise
     except click.ClickException as exc:
         exc.show()
         # click's default ClickException code is 1, which here means "open findings": an error must

@@ -263,3 +263,17 @@ def test_export_creates_missing_folders_like_every_output_path_and_refuses_a_fil
     (tmp_path / "plain").write_text("x")
     p = flowleaks("export", "--db", db, "--format", "csv", "--out", tmp_path / "plain" / "x.csv")
     assert p.code == 2 and "is a file, not a folder" in p.stderr
+
+
+def test_a_reader_that_closes_the_pipe_is_not_reported_as_findings(db):
+    """`flowleaks query … | head -1`: click would exit 1 ("open findings"); 141 is the shell's
+    128 + SIGPIPE, and nothing is printed about it."""
+    from tests.cli import installed_cli
+
+    p = subprocess.Popen([installed_cli(), "query", "SELECT * FROM range(2000000)", "--format", "csv",
+                          "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"range"
+    p.stdout.close()  # the reader goes away, as `head -1` does
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141
+    assert b"Traceback" not in err and b"unexpected" not in err
