@@ -159,7 +159,12 @@ def load_file(path: Path) -> list[CatalogueRule]:
 def load(directory: Path = RULES_DIR) -> list[CatalogueRule]:
     """Every built-in catalogue rule, ids unique."""
     rules: list[CatalogueRule] = []
-    for path in sorted(directory.glob("*.toml")):
+    files = sorted(directory.glob("*.toml"))
+    if not files and directory == RULES_DIR:
+        # an install without its data files would scan with no provider rule and say nothing
+        raise CatalogueError(f"no rule files in {directory}: the installation is incomplete "
+                             f"(reinstall flowleaks; detectors/rules/*.toml must be installed)")
+    for path in files:
         rules.extend(load_file(path))
     dupes = [i for i, n in Counter(r.id for r in rules).items() if n > 1]
     if dupes:

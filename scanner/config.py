@@ -191,6 +191,23 @@ def scope_options(f: Callable) -> Callable:
     return f
 
 
+def default_jobs() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # the cores this process may use (containers, taskset)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def jobs_option(what: str, default: Any = default_jobs, note: str = "") -> Callable:
+    """`--jobs N` (FLOWLEAKS_JOBS): detection worker processes; `what` says what each one takes."""
+    return click.option("--jobs", "-j", type=click.IntRange(1, 256), default=default,
+                        show_default="the number of cores" if default is default_jobs else True,
+                        envvar="FLOWLEAKS_JOBS", show_envvar=True,
+                        help=f"Detection worker processes ({what}); 1 detects in the scanning process.{note}")
+
+
 def shard_option(f: Callable) -> Callable:
     """`--shard K/N` (sweep, scan): this process scans shard K of N (see scanner/shard.py)."""
     return click.option(
@@ -201,14 +218,22 @@ def shard_option(f: Callable) -> Callable:
              "both are set (a Kubernetes Indexed Job), else the whole tenant.")(f)
 
 
-def shard_from(kw: dict):
+def shard_from(kw: dict, db: str):
     """Pop --shard and resolve it (with the Indexed Job variables); a bad value is a usage error."""
     from .shard import ShardError, resolve_shard
 
+    import os
+
     try:
-        return resolve_shard(kw.pop("shard", None))
+        shard = resolve_shard(kw.pop("shard", None))
     except ShardError as exc:
         raise click.UsageError(str(exc)) from None
+    db = str(db)
+    if shard is not None and not os.environ.get("FLOWLEAKS_FINGERPRINT_KEY") and not os.path.exists(f"{db}.key"):
+        # a new key file per shard database: fingerprints no merge could compare
+        raise click.UsageError("a shard needs the fingerprint key every shard shares: set "
+                               "FLOWLEAKS_FINGERPRINT_KEY (or put the same key file beside each shard database)")
+    return shard
 
 
 def output_options(f: Callable) -> Callable:

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import Counter, OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -57,6 +57,7 @@ class CrawlOptions:
     max_runs_in_flight: int = 64
     secret_sink: Callable[[str], Any] | None = None  # `record`: told each secret found, to scrub it
     shard: Any = None                   # scanner.shard.Shard: only the flows that hash to it
+    jobs: int = 1                       # detection processes (1: the detector thread, in process)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class FlowContext:
     newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
     running: set[str] = field(default_factory=set)  # runs still Running: read again next time
     causes: dict = field(default_factory=dict)       # (action, side[, fingerprint]) -> Cause | None
+    strings: dict = field(default_factory=dict)      # action -> its strings (posture.action_strings)
     sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
     secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
     gone: list[str] = field(default_factory=list)    # runs the API answered 404 for
@@ -205,6 +207,7 @@ class Crawl:
         self.run_slots = asyncio.Semaphore(options.max_runs_in_flight)
         # Detectors are CPU-bound: one worker thread keeps the event loop free for I/O.
         self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
+        self.proc_pool: ProcessPoolExecutor | None = None  # `jobs` > 1: see start_detectors
         self.suppressed = {(fp, rule) for fp, rule in store.active_suppressions()}
         self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
         self.engine_version: str | None = None  # set when the crawl starts: vaults load before that
@@ -267,21 +270,34 @@ class Crawl:
             self.batch.filtered.append((self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action,
                                         unit.side, d.json_path, d.rule_id, d.filter, now))
 
-    def cause(self, ctx: FlowContext, action: str, side: str, fp: str | None, secret: str | None = None):
+    def cause(self, ctx: FlowContext, action: str, side: str, fp: str | None, literal: str | None = None,
+              detected: bool = False):
         """The posture cause of a secret seen in `action`'s `side`, memoised per flow.
 
-        With the secret (only in the detector thread) explain() can tell a value typed into the
-        definition (PA005) from one that arrived at run time; the answer is kept under the secret's
-        fingerprint, so a body reused from the content cache still gets the precise cause."""
+        Right after detection (`detected`), `literal` says where the value is typed into the action
+        (posture.literal_path, computed where the secret was: PA005/PA004) or None (it arrived at run
+        time); the answer is kept under the secret's fingerprint, so a body reused from the content
+        cache still gets the precise cause."""
         if ctx.definition is None:
             return None
-        key = (action, side, fp) if secret is not None or (action, side, fp) in ctx.causes else (action, side)
+        key = (action, side, fp) if detected or (action, side, fp) in ctx.causes else (action, side)
         if key not in ctx.causes:
             try:
-                ctx.causes[key] = posture.explain(ctx.definition, action, side, value=secret)
+                ctx.causes[key] = posture.explain(ctx.definition, action, side, literal=literal)
             except Exception:  # noqa: BLE001 - no cause is better than no finding
                 ctx.causes[key] = None
         return ctx.causes[key]
+
+    def action_strings(self, ctx: FlowContext, action: str) -> list:
+        """The action's strings, for telling a typed value from a run-time one where detection runs."""
+        if ctx.definition is None:
+            return []
+        if action not in ctx.strings:
+            try:
+                ctx.strings[action] = posture.action_strings(ctx.definition, action)
+            except Exception:  # noqa: BLE001 - an odd definition costs the PA005 cause, not the scan
+                ctx.strings[action] = []
+        return ctx.strings[action]
 
     async def flush(self, force: bool = False) -> None:
         if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > 5000:
@@ -293,6 +309,28 @@ class Crawl:
 
     async def run(self) -> CrawlStats:
         self.engine_version = cache_version(self.engine, self.key)
+        # after the vaults loaded: the workers get the whole known-value set (keyed hashes only)
+        self.start_detectors()
+        try:
+            return await self._run()
+        finally:
+            if self.proc_pool is not None:
+                self.proc_pool.shutdown(wait=True, cancel_futures=True)
+
+    def start_detectors(self) -> None:
+        """Detection in `jobs` worker processes (both cores; results leave them redacted), or on the
+        one detector thread for `--jobs 1` and for `record`, whose scrubber must see each secret."""
+        self.proc_pool = None
+        if self.opt.jobs > 1 and self.opt.secret_sink is None:
+            import multiprocessing
+
+            e = self.engine
+            self.proc_pool = ProcessPoolExecutor(
+                max_workers=self.opt.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_detect_worker,
+                initargs=(e.known, self.key, e.min_confidence, e.custom, e.matcher))
+
+    async def _run(self) -> CrawlStats:
         log.info("listing environments")
         try:
             envs = await self.api.environments(on_rehome=self.rehomed(None))
@@ -730,8 +768,16 @@ class Crawl:
             self.skip(env, flow, run_id, unit.action, unit.side, exc.reason, str(exc), unit.repetition)
             return True
         self.stats.content_fetched += 1
-        result = await asyncio.get_running_loop().run_in_executor(
-            self.detect_pool, self._detect, body, unit.side, source, ctx, unit.action)
+        strings = self.action_strings(ctx, unit.action)
+        loop = asyncio.get_running_loop()
+        if self.proc_pool is not None:
+            result, literals = await loop.run_in_executor(self.proc_pool, detect_in_worker, body, unit.side,
+                                                          source, strings)
+        else:
+            result, literals = await loop.run_in_executor(self.detect_pool, self._detect, body, unit.side,
+                                                          source, strings)
+        for h, literal in zip(result.hits, literals):
+            self.cause(ctx, unit.action, unit.side, h.fingerprint, literal=literal, detected=True)
         if key:
             self._remember(key, result)
             self.batch.content.append((key, self.engine_version, result.to_json(), utcnow()))
@@ -744,34 +790,57 @@ class Crawl:
         if len(self.reuse) > 20000:
             self.reuse.popitem(last=False)
 
-    def _detect(self, body: bytes, side: str, source: str | None = None, ctx: FlowContext | None = None,
-                action: str | None = None) -> ContentResult:
-        """Runs in the detector thread. The secrets in the engine's hits end here: only their
-        fingerprint, preview and length leave this function.
+    def _detect(self, body: bytes, side: str, source: str | None = None,
+                strings: list | None = None) -> tuple[ContentResult, list]:
+        """Runs in the detector thread (`--jobs 1`, `record`)."""
+        return detect_body(self.engine, self.key, body, side, source, strings, self.opt.secret_sink)
 
-        `source`: the action is a secret source (Key Vault Get secret…) by its definition, so the
-        value at its documented output field is a secret even if nothing else would flag it."""
-        parsed = decode_body(body)
-        raw = self.engine.scan(parsed, side=side)
-        found = list(raw.hits)
-        if source:
-            for sh in source_output_hits(source, parsed, side):
-                # the whole field is the secret: a pattern/entropy hit on a piece of it is the same leak,
-                # and so is an entropy hit on all of it (the source output is the more specific rule)
-                found = [h for h in found if h.detector == "known_value" or not (
-                    h.json_path == sh.json_path and h.secret in sh.secret
-                    and (h.secret != sh.secret or h.detector == "entropy"))]
-                if not any(h.secret == sh.secret or (h.detector == "known_value" and h.json_path == sh.json_path
-                                                     and h.secret in sh.secret) for h in found):
-                    found.append(sh)
-        if self.opt.secret_sink is not None:
-            for h in found:
-                self.opt.secret_sink(h.secret)
-        hits = tuple(RedactedHit.of(h, self.key) for h in found)
-        if ctx is not None and action is not None:
-            for h, r in zip(found, hits):
-                self.cause(ctx, action, side, r.fingerprint, secret=h.secret)
-        return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped))
+
+def detect_body(engine: Any, key: bytes, body: bytes, side: str, source: str | None = None,
+                strings: list | None = None, secret_sink: Callable[[str], Any] | None = None
+                ) -> tuple[ContentResult, list]:
+    """One content body through the engine. The secrets in the engine's hits end here: only their
+    fingerprint, preview and length leave this function, and for each hit where the action's
+    `strings` (posture.action_strings) hold it typed in, that path (else None).
+
+    `source`: the action is a secret source (Key Vault Get secret…) by its definition, so the
+    value at its documented output field is a secret even if nothing else would flag it."""
+    parsed = decode_body(body)
+    raw = engine.scan(parsed, side=side)
+    found = list(raw.hits)
+    if source:
+        for sh in source_output_hits(source, parsed, side):
+            # the whole field is the secret: a pattern/entropy hit on a piece of it is the same leak,
+            # and so is an entropy hit on all of it (the source output is the more specific rule)
+            found = [h for h in found if h.detector == "known_value" or not (
+                h.json_path == sh.json_path and h.secret in sh.secret
+                and (h.secret != sh.secret or h.detector == "entropy"))]
+            if not any(h.secret == sh.secret or (h.detector == "known_value" and h.json_path == sh.json_path
+                                                 and h.secret in sh.secret) for h in found):
+                found.append(sh)
+    if secret_sink is not None:
+        for h in found:
+            secret_sink(h.secret)
+    hits = tuple(RedactedHit.of(h, key) for h in found)
+    literals = [posture.literal_path(strings, h.secret) if strings else None for h in found]
+    return ContentResult(hits, tuple(raw.skipped), tuple(raw.dropped)), literals
+
+
+# -- the detection worker processes (`jobs` > 1) ---------------------------------------------------
+_WORKER: tuple[Any, bytes] | None = None
+
+
+def init_detect_worker(known: Any, key: bytes, min_confidence: str, custom: Any, matcher: str) -> None:
+    global _WORKER
+    from .worker_engine import start_worker_engine
+
+    _WORKER = (start_worker_engine(known, min_confidence, custom, matcher), key)
+
+
+def detect_in_worker(body: bytes, side: str, source: str | None, strings: list) -> tuple[ContentResult, list]:
+    assert _WORKER is not None, "init_detect_worker did not run"
+    engine, key = _WORKER
+    return detect_body(engine, key, body, side, source, strings)
 
 
 def parse_watermark(raw: str) -> datetime:

@@ -1258,19 +1258,43 @@ def is_visible(definition: dict, action: str, side: str, json_path: str | None =
 
 def _literal_in_action(a: _Action, value: str) -> str | None:
     """Path of a literal (non-expression) string of the action containing `value`."""
-    for p, s in _iter_strings(_structural_copy(a.node), a.path):
-        if value in s and (is_literal(s) or value in re.sub(r"@\{[^}]*\}", "", s)):
+    return literal_path(_action_strings(a), value)
+
+
+def _action_strings(a: _Action) -> list[tuple[str, str, str | None]]:
+    # (path, string, the string without its @{…} expressions, or None when it is all literal)
+    return [(p, s, None if is_literal(s) else re.sub(r"@\{[^}]*\}", "", s))
+            for p, s in _iter_strings(_structural_copy(a.node), a.path)]
+
+
+def literal_path(strings: list[tuple[str, str, str | None]], value: str) -> str | None:
+    """The first of an action's strings (`action_strings`) that holds `value` as typed text: what makes
+    a leaked value PA005 (or PA004 in a URI). Runs where the value is, e.g. in a detection worker."""
+    for p, s, stripped in strings:
+        if value in s and (stripped is None or value in stripped):
             return p
     return None
 
 
-def explain(definition: dict, action: str, side: str, value: str | None = None) -> Cause | None:
+def action_strings(definition: dict, action: str) -> list[tuple[str, str, str | None]]:
+    """The action's strings with their paths, for `literal_path` (empty when the action is unknown)."""
+    d = definition_of(definition)
+    if d is None or not isinstance(action, str):
+        return []
+    m = _model(d)
+    name = _resolve(m, action)
+    return _action_strings(m.actions[name]) if name is not None else []
+
+
+def explain(definition: dict, action: str, side: str, value: str | None = None,
+            literal: str | None = None) -> Cause | None:
     """The posture rule and action that explain a secret seen in `action`'s run-history `side`.
 
     PA001 for a source's outputs, PA003 for a Compose/variable, PA006 for a child flow / Response,
     PA002 for other consumers, PA005 when the value is typed into the definition (pass the `value`,
-    held in memory only, to check that; without it, PA005 is returned when the action has a literal
-    credential and no taint explains the side). None when the definition does not explain it.
+    held in memory only, to check that, or the `literal` path a worker found it at with
+    `literal_path`; without either, PA005 is returned when the action has a literal credential and
+    no taint explains the side). None when the definition does not explain it.
     """
     s = _side(side)
     d = definition_of(definition)
@@ -1281,11 +1305,11 @@ def explain(definition: dict, action: str, side: str, value: str | None = None) 
     if name is None:
         return None
     a = m.actions[name]
-    if value:
-        p = _literal_in_action(a, value)
-        if p is not None:
-            rule = "PA004" if p.endswith(".inputs.uri") else "PA005"
-            return Cause(rule, a.name, _rem(rule, a))
+    # `literal`: where a detection worker found the value typed (literal_path), the value staying there
+    p = literal if literal is not None else (_literal_in_action(a, value) if value else None)
+    if p is not None:
+        rule = "PA004" if p.endswith(".inputs.uri") else "PA005"
+        return Cause(rule, a.name, _rem(rule, a))
     if a.is_trigger:
         return _received(d, a, side)
     if s == "outputs":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import click
 
-from .config import Settings, connection_options, known_value_options, output_options, settings_from
+from .config import Settings, connection_options, jobs_option, known_value_options, output_options, settings_from
 from .skip_reasons import NON_BLOCKING_SKIPS
 from .errors import ScanFailed, describe
 from .files.shapes import Where
@@ -66,13 +65,6 @@ def _settings(kw: dict) -> Settings:
     return settings_from(kw)
 
 
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))  # the cores this process may use (containers, taskset)
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 @dataclass
 class FilesOutcome:
     scan_id: str
@@ -107,8 +99,7 @@ class FilesOutcome:
 
 @click.command("scan-files")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=default_jobs, show_default="the number of cores",
-              envvar="FLOWLEAKS_JOBS", show_envvar=True, help="Files scanned in parallel, one worker process each.")
+@jobs_option("files are scanned in parallel, a group of files each")
 @click.option("--max-mb", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
               envvar="FLOWLEAKS_MAX_MB", show_envvar=True, help="Largest file (decompressed), or JSON Lines line, read; a bigger one is recorded as 'too large'.")
 @db_and_vault_options

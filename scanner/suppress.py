@@ -209,9 +209,15 @@ def suppress_command(target: str, reason: str | None, rule: str | None, expires:
 
 
 SUPPRESSIONS_SQL = """
-WITH last_scan AS (
-  SELECT scan_id FROM scans WHERE complete AND coalesce(kind, '') NOT IN ('lint', 'record')
-  ORDER BY started_at DESC, scan_id DESC LIMIT 1
+WITH newest AS (
+  -- on a merged database (flowleaks merge) the last merge speaks for the tenant: its shards' scans
+  SELECT scan_id, kind, params FROM scans WHERE complete AND coalesce(kind, '') NOT IN ('lint', 'record')
+  ORDER BY (kind = 'merge') DESC, started_at DESC, scan_id DESC LIMIT 1
+), last_scan AS (
+  SELECT scan_id FROM newest WHERE kind IS DISTINCT FROM 'merge'
+  UNION ALL
+  SELECT json_extract_string(shard, '$.scan_id')
+  FROM newest, unnest(CAST(json_extract(params, '$.shards') AS JSON[])) AS t(shard) WHERE kind = 'merge'
 )
 SELECT s.fingerprint, s.rule_id, s.reason, s.created_at, s.expires_at, s.created_by,
        CASE WHEN s.expires_at IS NULL OR s.expires_at > $now THEN 'active' ELSE 'expired' END AS state,

@@ -9,7 +9,6 @@ mid-flight. Small files travel in batches (see BATCH_BYTES).
 from __future__ import annotations
 
 import multiprocessing
-import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -99,24 +98,14 @@ class FileScanner:
 # -- the pool ----------------------------------------------------------------------------------------
 
 _WORKER: FileScanner | None = None
-_SESSION: Any = None  # the worker's detect-secrets settings context, held open for its life
 
 
 def _init_worker(known: Any, key: bytes, max_bytes: int, min_confidence: str = "medium",
                  custom: Any = None, matcher: str | None = None) -> None:
-    global _WORKER, _SESSION
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it cancels the rest)
-    from detectors.engine import Engine
+    global _WORKER
+    from ..worker_engine import start_worker_engine
 
-    from ..matcher_cache import install
-
-    install()  # the parent compiled (and cached) the native pass's database: load it
-    # `custom` (CustomRules) arrives as its parsed TOML and compiles here: the same --rules packs;
-    # the parent's matcher, so every worker runs the backend the parent checked
-    engine = Engine(known=known, min_confidence=min_confidence, custom=custom, matcher=matcher)
-    _SESSION = engine.session()
-    _SESSION.__enter__()
-    _WORKER = FileScanner(engine, key, max_bytes)
+    _WORKER = FileScanner(start_worker_engine(known, min_confidence, custom, matcher), key, max_bytes)
 
 
 def _scan_in_worker(batch: list[Source]) -> list[FileResult]:

@@ -237,3 +237,13 @@ def test_prefilter_finds_overlapping_and_nested_keywords():
     assert picked("xx sk_live_ yy") == ["k_live_", "sk_live_"]
     assert picked("ghp_abc") == ["ab", "gh", "ghp_", "p_abc"]
     assert picked("nothing") == []
+
+
+def test_an_install_without_the_rule_files_stops_instead_of_scanning_with_no_rules(tmp_path, monkeypatch):
+    import detectors.catalogue as cat
+
+    monkeypatch.setattr(cat, "RULES_DIR", tmp_path)  # what a wheel without package data looks like
+    with pytest.raises(cat.CatalogueError, match="installation is incomplete"):
+        cat.load(cat.RULES_DIR)
+    (tmp_path / "other").mkdir()
+    assert cat.load(tmp_path / "other") == []  # another folder (a test's) may be empty

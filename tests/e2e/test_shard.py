@@ -110,3 +110,18 @@ def test_shard_resolution_order():
     assert parse_shard(" 0 / 1 ") == Shard(0, 1)
     with pytest.raises(ShardError):
         parse_shard("2/2")
+
+
+def test_a_shard_without_the_shared_fingerprint_key_is_refused_before_it_starts(tenant, tmp_path):
+    """Without FLOWLEAKS_FINGERPRINT_KEY each shard database would get a key file of its own, and the
+    shards' fingerprints could never be merged; a key file copied beside the database is accepted."""
+    db = tmp_path / "s.duckdb"
+    with FakeFlowApi(tenant) as api:
+        r = scan(api, db, "--shard", "0/2", FLOWLEAKS_FINGERPRINT_KEY="")
+        assert api.stats.requests == 0
+        assert r.code == 2 and "the fingerprint key every shard shares" in r.stderr, r.stderr
+        assert not db.exists() and not (tmp_path / "s.duckdb.key").exists()
+        (tmp_path / "s.duckdb.key").write_text("a-copied-shared-key\n")
+        ok = scan(api, db, "--shard", "0/2", FLOWLEAKS_FINGERPRINT_KEY="")
+    assert ok.code in (0, 1), ok.stderr
+    assert dict(rows(db, "SELECT key, value FROM meta"))["fingerprint_key_id"] == key_id(b"a-copied-shared-key")

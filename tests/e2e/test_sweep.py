@@ -126,3 +126,21 @@ def test_runs_outside_the_window_are_not_scanned_even_if_the_server_ignores_the_
     assert result.code == 1, result.stderr
     assert rows(db, "SELECT count(*) FROM runs WHERE start_time < now() - INTERVAL 7 DAY")[0][0] == 0
     assert rows(db, "SELECT count(*) FROM runs")[0][0] > 0
+
+
+def test_detection_in_worker_processes_finds_what_the_detector_thread_finds(tenant, tmp_path):
+    """--jobs 2 detects in two worker processes (results leave them redacted; whether a value is typed
+    into the action, PA005, is decided there too); --jobs 1 in the scanning process: the same rows."""
+    cols = ("finding_id, rule_id, detector, fingerprint, preview, secret_length, json_path, cause, "
+            "remediation, status, confidence, known_secret")
+    out = {}
+    with FakeFlowApi(tenant) as api:
+        for jobs in ("1", "2"):
+            db = tmp_path / f"j{jobs}.duckdb"
+            r = flowleaks("sweep", "--as-admin", "--quiet", "--jobs", jobs, env=cli_env(api, db))
+            assert r.code == 1, r.stderr
+            out[jobs] = rows(db, f"SELECT {cols} FROM findings ORDER BY finding_id")
+            assert rows(db, "SELECT complete FROM scans") == [(True,)]
+    assert out["1"] == out["2"]
+    assert any(r[7] and r[7].startswith("PA005") for r in out["2"]), "the tenant has a typed-in secret"
+    assert len(out["2"]) > 20
