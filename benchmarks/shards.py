@@ -21,33 +21,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 from _harness import ROOT, Measured, run_cli
 
+from scanner.merge import COMPARED, comparable_rows  # noqa: E402
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 
 KEY = "benchmark-fingerprint-key"
-VOLATILE = frozenset({"scan_id", "first_scan_id", "first_seen", "last_seen", "scanned_at", "recorded_at",
-                      "updated_at", "started_at", "finished_at"})
-COMPARED = ("findings", "runs", "flows", "skipped", "watermarks", "environments", "actions", "filtered")
-
-
-def content(db: Path, table: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        cols = [r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND table_name = ? ORDER BY column_index", [table]).fetchall()]
-        keep = ", ".join(c for c in cols if c not in VOLATILE)
-        return con.execute(f"SELECT {keep} FROM {table} ORDER BY ALL").fetchall()
-    finally:
-        con.close()
-
 
 def differences(merged: Path, single: Path) -> list[str]:
     out = []
     for table in COMPARED:
-        a, b = content(merged, table), content(single, table)
+        a, b = comparable_rows(merged, table), comparable_rows(single, table)
         if a != b:
             out.append(f"{table} ({len(a)} merged vs {len(b)} single rows)")
     return out

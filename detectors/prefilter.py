@@ -161,11 +161,7 @@ class PortableGate:
     def flags(self, texts: list[str]) -> list[tuple[list, set] | None]:
         if not texts:
             return []
-        starts: list[int] = []
-        pos = 0
-        for t in texts:
-            starts.append(pos)
-            pos += len(t) + 1
+        starts = _starts(texts)
         out: list[tuple[list, set] | None] = [None] * len(texts)
         joined = "\n".join(texts)
         # no pattern here matches across a newline: every leaf holding a match holds the start of one
@@ -256,11 +252,7 @@ class HyperscanGate:
         """Per text: None, or (keyword matches [(start, keyword)], ids of gated rules that may match)."""
         if not texts:
             return []
-        starts: list[int] = []
-        pos = 0
-        for t in texts:
-            starts.append(pos)
-            pos += len(t) + 1
+        starts = _starts(texts)
         out: list[tuple[list, set] | None] = [None] * len(texts)
         matches: list[tuple[int, int]] = []
         add = matches.append
@@ -286,6 +278,16 @@ class HyperscanGate:
                 if out[i] is None and x.search(t) is not None:
                     out[i] = ([], set())
         return out
+
+
+def _starts(texts: list[str]) -> list[int]:
+    """Where each text begins in `"\\n".join(texts)`: a match's offset names its leaf (bisect)."""
+    starts: list[int] = []
+    pos = 0
+    for t in texts:
+        starts.append(pos)
+        pos += len(t) + 1
+    return starts
 
 
 def _python_extras(spec: GateSpec) -> tuple[re.Pattern, ...]:

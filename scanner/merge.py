@@ -554,3 +554,25 @@ def merge_command(out: str, shards: tuple[str, ...]) -> int:
     plan, counts, open_findings = merge(out, shards)
     print_summary(out, plan, counts, open_findings)
     return exit_code(plan, open_findings)
+
+
+# -- what "equal to one process" means (tests/e2e/test_merge.py, benchmarks/shards.py) ---------------
+# Columns that name a scan or a wall-clock time: they differ between a merge and one process.
+VOLATILE = frozenset({"scan_id", "first_scan_id", "first_seen", "last_seen", "scanned_at", "recorded_at",
+                      "updated_at", "started_at", "finished_at"})
+COMPARED = ("findings", "runs", "flows", "skipped", "watermarks", "environments", "actions", "filtered")
+
+
+def comparable_rows(db: str | os.PathLike, table: str, scans: list[str] | None = None) -> list[tuple]:
+    """A table's rows without the scan and clock columns, sorted; `scans`: only rows of these scans."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND table_name = ? ORDER BY column_index", [table]).fetchall()]
+        keep = ", ".join(c for c in cols if c not in VOLATILE)
+        where = "WHERE list_contains($scans, scan_id)" if scans is not None else ""
+        return con.execute(f"SELECT {keep} FROM {table} {where} ORDER BY ALL",
+                           {"scans": scans} if scans is not None else {}).fetchall()
+    finally:
+        con.close()

@@ -17,15 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+
+from scanner.merge import COMPARED, comparable_rows
 import pytest
 
 from tests.e2e.conftest import KEY, assert_nothing_leaks, cli_env, flowleaks, installed_cli, rows
 from tests.fakeapi import FakeFlowApi, Faults
 
-# Columns that name a scan or a wall-clock time: they differ between a merge and one process.
-VOLATILE = frozenset({"scan_id", "first_scan_id", "first_seen", "last_seen", "scanned_at", "recorded_at",
-                      "updated_at", "started_at", "finished_at"})
-COMPARED = ("findings", "runs", "flows", "skipped", "watermarks", "environments", "actions", "filtered")
 OTHER_KEY = "another-fingerprint-key-for-the-merge-test"
 
 
@@ -71,19 +69,7 @@ def merged_scan(db, scan_id: str) -> dict:
     return found[0]
 
 
-def content(db, table: str, scans: list[str] | None = None) -> list[tuple]:
-    """A table's rows without the scan and clock columns, sorted; `scans`: only rows of these scans."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        cols = [r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND table_name = ? ORDER BY column_index", [table]).fetchall()]
-        keep = ", ".join(c for c in cols if c not in VOLATILE)
-        where = "WHERE list_contains($scans, scan_id)" if scans is not None else ""
-        return con.execute(f"SELECT {keep} FROM {table} {where} ORDER BY ALL",
-                           {"scans": scans} if scans is not None else {}).fetchall()
-    finally:
-        con.close()
+content = comparable_rows
 
 
 def assert_same_tenant(merged, single, merged_scans=None, single_scans=None) -> None:
