@@ -169,7 +169,6 @@ _SPACE_CUBIC_PLUGINS = frozenset({"CloudantDetector", "IbmCloudIamDetector", "Ib
                                   "SoftlayerDetector"})
 _SPACE_RUN = re.compile(r" {2,}")
 _BARE_GUID = re.compile(r"[{(]?[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[})]?\Z")
-_EXACT_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 
 
 def _keyword_windows(low: str, text: str) -> Iterator[str]:
@@ -382,11 +381,6 @@ class Engine:
             self.matcher = choose_backend(matcher)
             self._gate = compiled_gate(spec, self.matcher)
         self._key_pp = tuple((r.key_re, r.decodings) for r in self._pre.key_pp if r.key_re is not None)
-        # a leaf that is exactly a GUID, its key driving no rule, meets no rule but entropy (no keyword
-        # rule runs on a bare GUID; every keyword-less rule needs a longer text): its one `guid` drop
-        # is known without the rules (entropy.bare_guid_filter)
-        self._guid_shortcut = (self.builtin and not self._pre.always_cat and not self._pre.always_pp
-                               and all(p.min_len > 36 for p in self._pre.always_ds))
         self.stats = {"payloads": 0, "leaves": 0, "chars": 0, "leaves_ruled": 0}
 
     @property
@@ -458,15 +452,6 @@ class Engine:
         ruled = 0
         for leaf, flagged in zip(leaves, self._flags(leaves)):
             if flagged is None:
-                continue
-            v = leaf.value
-            if flagged is not True and self._guid_shortcut and len(v) == 36 and _EXACT_GUID.match(v):
-                f = entropy_mod.bare_guid_filter(v)
-                if f is not None:
-                    if len(drops) < lim.max_drops:
-                        drops.append(Drop(entropy_mod.RULE_ID, f, leaf.json_path))
-                    else:
-                        drop_overflow += 1
                 continue
             ruled += 1
             if (ruled & 63) == 0 and time.monotonic() > budget.deadline:

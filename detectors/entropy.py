@@ -92,6 +92,7 @@ MIN_TOKEN = 20
 STRONG_B64 = 32  # base64-ish candidates this long (core, without padding) are medium confidence
 STRONG_HEX = 40  # hex candidates this long
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_EXACT_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
 _DIGITS = re.compile(r"[0-9_-]+\Z")
 _RUN_NAME = re.compile(r"\d{15,}[A-Z]{2}\d{1,5}\Z")
@@ -467,18 +468,16 @@ def candidates(leaf: Leaf, text: str | None = None) -> Iterator[tuple[str, int]]
             yield tok, m.start()
 
 
-def bare_guid_filter(text: str) -> str | None:
-    """What `find` yields for a leaf that is exactly one GUID (the commonest leaf of run history),
-    without the tokenizer: the whole GUID is one candidate when it has 8 distinct characters, and
-    `classify` drops it as `guid` (no resource path fits in it). The engine's gated path uses this;
-    tests/detectors/test_prefilter.py holds it equal to `find` through the ungated engine."""
-    return "guid" if len(set(text)) >= 8 else None
-
-
 def find(leaf: Leaf, text: str | None = None) -> Iterator[tuple[str, str | None, str]]:
     """Yields (token, filter_or_None, confidence) for every candidate of the leaf."""
     text = leaf.value if text is None else text
     if len(text) < 20:
+        return
+    if len(text) == 36 and _EXACT_GUID.match(text):
+        # the commonest leaf of run history, known without the tokenizer and the leaf's context: the
+        # whole GUID is one candidate (8 distinct characters or more) and `classify` drops it as a guid
+        if len(set(text)) >= 8:
+            yield text, "guid", "low"
         return
     ctx: LeafContext | None = None
     query_at = text.find("?") if leaf.decoded == "query" else -1

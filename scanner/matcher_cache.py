@@ -34,8 +34,11 @@ def _save(name: str, data: bytes) -> None:
         cache_dir().parent.mkdir(parents=True, exist_ok=True)  # ~/.cache itself: a shared, standard folder
         folder = private_dir(cache_dir())
         tmp = folder / f".{name}.{os.getpid()}.tmp"
-        write_private_bytes(tmp, data)
-        os.replace(tmp, folder / f"{name}.db")
+        try:
+            write_private_bytes(tmp, data)
+            os.replace(tmp, folder / f"{name}.db")
+        finally:
+            tmp.unlink(missing_ok=True)  # gone after the rename; after a failure, not left behind
     except OSError as exc:
         log.debug("matcher cache not written (%s): the next run compiles again", type(exc).__name__)
 

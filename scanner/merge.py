@@ -34,12 +34,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 import click
 import duckdb
 
 from .query import CommandError, _sql_literal
+from .redact import redact_url
 from .store import SCHEMA_VERSION, Store, StoreOpenError, utcnow
 from .suppress import ACTIVE, MATCH, apply_suppressions
 from .sweep import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INCOMPLETE
@@ -167,15 +167,6 @@ def _shard_of(scan: dict[str, Any]) -> tuple[int, int] | None:
 
 # -- the checks -----------------------------------------------------------------------------------
 
-def _host(url: str) -> str:
-    """A Flow API root as host (and path) only: never a query string or credentials."""
-    try:
-        p = urlsplit(url)
-    except ValueError:
-        return "?"
-    return (p.hostname or "?") + (f":{p.port}" if p.port else "") + p.path.rstrip("/")
-
-
 def _same_api(a: str, b: str) -> bool:
     return a.rstrip("/").lower() == b.rstrip("/").lower()
 
@@ -214,7 +205,7 @@ def check(out: Db | None, shards: Sequence[Db]) -> Plan:
         api = db.meta.get("flow_api")
         if api is not None and "flow_api" in first.meta and not _same_api(api, first.meta["flow_api"]):
             raise Refused(f"{role} {db.path} is of another tenant than {first.path} (Flow API "
-                          f"{_host(api)} vs {_host(first.meta['flow_api'])})")
+                          f"{redact_url(api)} vs {redact_url(first.meta['flow_api'])})")
     counts = sorted({db.shard[1] for db in shards})
     if len(counts) > 1:
         named = ", ".join(f"{db.name} is {db.shard[0]}/{db.shard[1]}" for db in shards)
@@ -455,8 +446,7 @@ def merge(out: str, shards: Sequence[str]) -> tuple[Plan, dict[str, int], int]:
         with store.transaction():
             first = dbs[0].meta
             # OUT says which key and tenant its fingerprints belong to, as a scan's database does
-            con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                            [[k, first[k]] for k in (KEY_ID, *IDENTITY) if k in first])
+            store.set_meta({k: first[k] for k in (KEY_ID, *IDENTITY) if k in first})
             _merge_scans(con, main, plan)
             _merge_tables(con, main, plan)
             _apply_suppressions(con, plan)

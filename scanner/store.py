@@ -348,7 +348,7 @@ class Store:
         self.con.execute(f"SET memory_limit = '{DB_MEMORY_LIMIT}'")
         self.con.execute(SCHEMA)
         create_views(self.con)
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        self.set_meta({"schema_version": SCHEMA_VERSION})
         if self.path != ":memory:":
             make_private(Path(self.path))  # a database from before this version may be 0644
             make_private(Path(self.path + ".wal"))

@@ -21,6 +21,7 @@ from .flow_api import FlowApi
 from .http import HttpClient
 from .keyvault import load_vault, vault_url
 from .private import check_output_path
+from .redact import redact_url
 from .shard import key_id
 from .store import Store, fingerprint_key
 from .suppress import apply_suppressions
@@ -201,7 +202,7 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         scan_id = store.begin_scan(options.kind, params or {})
         # what `flowleaks merge` checks before it combines shard databases: one key, one tenant
         store.set_meta({"fingerprint_key_id": key_id(fingerprint_key(settings.db)),
-                        "tenant": settings.auth.tenant_id or "", "flow_api": settings.flow_api_url})
+                        "tenant": settings.auth.tenant_id or "", "flow_api": redact_url(settings.flow_api_url)})
         try:
             outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
                                            transport, dataverse))
