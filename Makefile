@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m scanner.demo
+	$(BIN)/python -m scanner.replay.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,15 +1,15 @@
 """How an error is described to a person or stored: without ever quoting a payload.
 
-Two kinds of failure, two kinds of line (scanner/cli.py `_unexpected`):
+Two kinds of failure, two kinds of line (scanner/cli/main.py `_unexpected`):
 - expected ones (credentials, configuration, a file we cannot read or write, the network, an HTTP
   answer) print their own message, which names the cause and, where we know it, the fix;
 - anything else is a bug: its type and where it was raised, and where to report it.
 """
 from __future__ import annotations
 
-from .auth import AuthError
-from .http import FlowleaksHttpError
-from .redact import redact_text
+from scanner.net.auth import AuthError
+from scanner.net.http import FlowleaksHttpError
+from scanner.redact import redact_text
 
 ISSUES_URL = "https://github.com/flowleaks/flowleaks/issues"
 
@@ -20,7 +20,7 @@ class ScanFailed(Exception):
 
 
 def _store_errors() -> tuple[type, ...]:
-    from .store import StoreOpenError  # lazily: store.py must not import HTTP code
+    from scanner.store.database import StoreOpenError  # lazily: store.py must not import HTTP code
 
     return (StoreOpenError,)
 

@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import TextIO
 
-from .redact import redact_text
+from scanner.redact import redact_text
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 LIBRARY_LOGGERS = ("httpx", "httpcore", "msal", "urllib3", "requests", "asyncio")

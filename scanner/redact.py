@@ -1,7 +1,7 @@
 """The one place that knows how to make text safe to print: URLs, SAS signatures, tokens, secrets.
 
-Used by the log filter (scanner/logs.py), by error messages (scanner/http.py), by `skipped.detail`
-(scanner/crawl.py) and by cassette scrubbing (scanner/cassette.py). Everything here over-redacts
+Used by the log filter (scanner/logs.py), by error messages (scanner/net/http.py), by `skipped.detail`
+(scanner/pipeline/crawl.py) and by cassette scrubbing (scanner/replay/cassette.py). Everything here over-redacts
 rather than under-redacts: a log line that lost a harmless query parameter costs nothing, a log line
 that kept a `sig` is a credential on disk.
 

@@ -1,6 +1,6 @@
 """The demo database (`make demo`'s), built once per test session from the bundled cassette.
 
-Built the way scanner/demo.py builds it, through the replay's public entry points (ReplayServer,
+Built the way scanner/replay/demo.py builds it, through the replay's public entry points (ReplayServer,
 Cassette.load, server.env()) and the installed CLI, so the README and SARIF tests read what a user's
 `make demo` gives without paying for the demo (and its three queries) in every module.
 """
@@ -10,12 +10,12 @@ import functools
 import shutil
 from pathlib import Path
 
-from scanner.cassette import Cassette
-from scanner.replay import ReplayServer
+from scanner.replay.cassette import Cassette
+from scanner.replay.server import ReplayServer
 from tests.cli import ROOT, flowleaks
 
 SAMPLE = ROOT / "cassettes" / "sample-tenant.yaml"
-TOKEN = "demo-token"  # the replay's fake bearer token, as in scanner/demo.py: valid nowhere
+TOKEN = "demo-token"  # the replay's fake bearer token, as in scanner/replay/demo.py: valid nowhere
 
 
 def replay() -> ReplayServer:

@@ -7,8 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from scanner.auth import StaticToken
-from scanner.http import HttpClient, HttpConfig
+from scanner.net.auth import StaticToken
+from scanner.net.http import HttpClient, HttpConfig
 
 Reply = tuple[int, dict, bytes]
 

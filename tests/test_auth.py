@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from scanner.auth import (AuthConfig, AuthError, MsalTokens, StaticToken, load_certificate_credential,
+from scanner.net.auth import (AuthConfig, AuthError, MsalTokens, StaticToken, load_certificate_credential,
                           make_token_provider, resolve_method, write_private)
-from scanner.clouds import CLOUDS, get_cloud
+from scanner.net.clouds import CLOUDS, get_cloud
 
 
 def test_auto_picks_the_configured_credential(monkeypatch):

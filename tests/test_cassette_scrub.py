@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from detectors.engine import Engine
-from scanner.cassette import Cassette, FoundSecrets, RecordingTransport, leaf_scrubber
+from scanner.replay.cassette import Cassette, FoundSecrets, RecordingTransport, leaf_scrubber
 from tests.e2e.conftest import flowleaks
 from tests.fakeapi import FakeFlowApi, Tenant
 

@@ -240,7 +240,7 @@ def parse_cli(argv: list[str]):
     """flowleaks' own click parser on argv (after the program name): the group, then the command.
     Returns (command name, its parameters). A missing command or option fails here, as it would in
     the container."""
-    from scanner.cli import cli
+    from scanner.cli.main import cli
 
     with cli.make_context("flowleaks", list(argv), resilient_parsing=False) as ctx:
         rest = [*(getattr(ctx, "_protected_args", None) or []), *ctx.args]
@@ -337,10 +337,10 @@ def test_dockerignore_lets_in_only_the_package():
     for path in (".venv/bin/python", ".git/HEAD", "demo-output/demo.duckdb", "tenant.duckdb",
                  "scanner/stray.duckdb", "scanner/stray.duckdb.wal", "flowleaks.duckdb.key", "detectors/a.key",
                  "cassettes/sample-tenant.yaml", "tests/test_deploy.py", ".pytest_cache/v/x", ".hypothesis/x",
-                 "build/lib/scanner/cli.py", "flowleaks.egg-info/PKG-INFO", "scanner/__pycache__/cli.cpython-311.pyc",
+                 "build/lib/scanner/cli/main.py", "flowleaks.egg-info/PKG-INFO", "scanner/__pycache__/cli.cpython-311.pyc",
                  "deploy/kubernetes/cronjob.yaml", "benchmarks/crawl.py", "docs/decisions.md", ".env", "app.pem"):
         assert excluded(path, rules), f".dockerignore lets {path} into the build context"
-    for path in ("pyproject.toml", "README.md", "LICENSE", "scanner/cli.py", "scanner/files/read.py",
+    for path in ("pyproject.toml", "README.md", "LICENSE", "scanner/cli/main.py", "scanner/files/read.py",
                  "detectors/engine.py", "detectors/rules/microsoft.toml"):
         assert not excluded(path, rules), f".dockerignore keeps {path} (the build needs it) out"
     # and in this very repository, everything that would enter the context
@@ -554,7 +554,7 @@ def test_each_shard_pod_runs_a_flowleaks_scan_of_its_own_shard():
     """The pod's command line, parsed by flowleaks' own CLI for every index, and the shard flowleaks
     takes from that pod's environment (JOB_COMPLETION_INDEX, set by Kubernetes in an Indexed Job)."""
     pytest.importorskip("scanner.shard", reason="--shard is not built yet")
-    from scanner.shard import Shard, resolve_shard
+    from scanner.pipeline.shard import Shard, resolve_shard
 
     c, n = only_container(scan_cronjob()), shard_count()
     dbs, summaries = set(), set()

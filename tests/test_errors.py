@@ -1,5 +1,5 @@
 """describe(): what an error shows a person. Our own messages in full (redacted), others by type."""
-from scanner.auth import AuthError
+from scanner.net.auth import AuthError
 from scanner.errors import describe
 
 

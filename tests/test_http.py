@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from scanner.flow_api import FlowApi, ForeignNextLink, NextLinkLoop
-from scanner.http import (ContentTooLarge, HostNotAllowed, HttpClient, LinkExpired,
+from scanner.api.flow_api import FlowApi, ForeignNextLink, NextLinkLoop
+from scanner.net.http import (ContentTooLarge, HostNotAllowed, HttpClient, LinkExpired,
                           RedirectRefused, Throttled, parse_retry_after, redact_url)
 from tests.loopback import ScriptedServer, http_client, ok, run
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from scanner.store import (FINDING_COLUMNS, Batch, Store, StoreBusy, finding_id, fingerprint_key,
+from scanner.store.database import (FINDING_COLUMNS, Batch, Store, StoreBusy, finding_id, fingerprint_key,
                            utcnow)
 
 CONTRACT = {
@@ -97,7 +97,7 @@ def test_watermark_keeps_seven_digits_and_only_moves_forward(tmp_path):
 def test_second_writer_gets_a_clear_message(tmp_path):
     db = tmp_path / "f.duckdb"
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys,time; from scanner.store import Store; s=Store(sys.argv[1]); "
+                               "import sys,time; from scanner.store.database import Store; s=Store(sys.argv[1]); "
                                "print('ready', flush=True); time.sleep(30)", str(db)],
                               stdout=subprocess.PIPE, text=True)
     try:

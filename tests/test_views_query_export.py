@@ -15,13 +15,13 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from scanner.export import export_command, export_sql
-from scanner import lifecycle
-from scanner.query import query_command
-from scanner.sarif import validate
-from scanner.store import FILTERED_COLUMNS, FINDING_COLUMNS, Store, utcnow
-from scanner.suppress import apply_suppressions, suppress_command, suppression_rows, suppressions_command
-from scanner.views import VIEWS
+from scanner.report.export import export_command, export_sql
+from scanner.store import lifecycle
+from scanner.store.query import query_command
+from scanner.report.sarif import validate
+from scanner.store.database import FILTERED_COLUMNS, FINDING_COLUMNS, Store, utcnow
+from scanner.store.suppressions import apply_suppressions, suppress_command, suppression_rows, suppressions_command
+from scanner.store.views import VIEWS
 
 QUERIES_MD = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
 

@@ -6,5 +6,5 @@
     worker.py   one file → redacted results, in a process pool (nothing but previews and keyed
                 fingerprints leaves a worker)
 
-The command itself (click, the store, progress, summary) is scanner/scan_files.py.
+The command itself (click, the store, progress, summary) is scanner/files/scan.py.
 """

@@ -16,11 +16,11 @@ from typing import Any, Iterator, Sequence
 
 from detectors.base import Drop, Hit
 
-from ..crawl import RedactedHit
-from ..errors import describe
-from .read import Document, Problem, read
-from .shapes import Body, Where, bodies, hint_from_name
-from .sources import Source
+from scanner.pipeline.crawl import RedactedHit
+from scanner.errors import describe
+from scanner.files.read import Document, Problem, read
+from scanner.files.shapes import Body, Where, bodies, hint_from_name
+from scanner.files.sources import Source
 
 SCAN_ERROR = "scan error"
 IN_FLIGHT_PER_JOB = 4  # tasks queued per worker: enough to keep it busy, few enough to keep memory flat
@@ -103,7 +103,7 @@ _WORKER: FileScanner | None = None
 def _init_worker(known: Any, key: bytes, max_bytes: int, min_confidence: str = "medium",
                  custom: Any = None, matcher: str | None = None) -> None:
     global _WORKER
-    from ..worker_engine import start_worker_engine
+    from scanner.pipeline.worker_engine import start_worker_engine
 
     _WORKER = FileScanner(start_worker_engine(known, min_confidence, custom, matcher), key, max_bytes)
 

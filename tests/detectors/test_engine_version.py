@@ -7,7 +7,7 @@ from pathlib import Path
 import detectors
 from detectors.engine import Engine, _ruleset_digest
 from detectors.known_values import KnownValues
-from scanner.crawl import cache_version
+from scanner.pipeline.crawl import cache_version
 
 KEY = b"k" * 32
 

@@ -9,8 +9,8 @@ import click
 import duckdb
 import pytest
 
-from scanner.dataverse import API_PATH, DataverseTarget, parse_target, scan_environment_variables
-from scanner.http import ApiError
+from scanner.api.dataverse import API_PATH, DataverseTarget, parse_target, scan_environment_variables
+from scanner.net.http import ApiError
 from tests.e2e.conftest import cli_env, flowleaks, rows
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.loopback import ScriptedServer, http_client, ok, run
@@ -125,7 +125,7 @@ def test_parse_target_forms():
 def test_option_takes_repeats_and_a_comma_separated_variable():
     from click.testing import CliRunner
 
-    from scanner.config import dataverse_options
+    from scanner.settings import dataverse_options
 
     @click.command()
     @dataverse_options

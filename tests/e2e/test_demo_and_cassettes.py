@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.cassette import Cassette, parse_time
-from scanner.replay import ReplayServer
+from scanner.replay.cassette import Cassette, parse_time
+from scanner.replay.server import ReplayServer
 from tests.e2e.conftest import KEY, ROOT, cli_env, flowleaks, plant_fingerprints, rows
 from tests.fakeapi import FakeFlowApi, Tenant
 
@@ -29,7 +29,7 @@ def findings(db: Path) -> set[tuple]:
 
 def run_demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
     # one fingerprint key for every run, so two demo databases' findings compare by id and fingerprint
-    return subprocess.run([sys.executable, "-m", "scanner.demo", "--out", str(out), *extra], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "scanner.replay.demo", "--out", str(out), *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "FLOWLEAKS_FINGERPRINT_KEY": KEY})
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.store import Store
+from scanner.store.database import Store
 from tests.cli import ROOT, flowleaks
 from tests.posture.posture_fixtures import MEDIUM_ONLY, RISKY, SAFE
 
@@ -203,7 +203,7 @@ def test_unknown_command_or_none_exits_2(args):
 
 PROBE = textwrap.dedent("""
     import sys, click
-    from scanner.cli import cli, main
+    from scanner.cli.main import cli, main
 
     @cli.command("returns")
     @click.argument("n", type=int)

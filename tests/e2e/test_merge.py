@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from scanner.merge import COMPARED, comparable_rows
+from scanner.store.merge import COMPARED, comparable_rows
 import pytest
 
 from tests.e2e.conftest import KEY, assert_nothing_leaks, cli_env, flowleaks, installed_cli, rows

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scanner.shard import Shard, ShardError, flow_hash, key_id, parse_shard, resolve_shard
+from scanner.pipeline.shard import Shard, ShardError, flow_hash, key_id, parse_shard, resolve_shard
 from tests.e2e.conftest import KEY, cli_env, flowleaks, rows
 from tests.fakeapi import FakeFlowApi
 

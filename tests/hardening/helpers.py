@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Callable
 
-from scanner.http import HttpClient
+from scanner.net.http import HttpClient
 from tests.loopback import ScriptedServer, http_client, ok, run  # noqa: F401 - re-exported
 
 AUD = "https://service.flow.microsoft.com/"
@@ -105,7 +105,7 @@ UNTIL = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
 # the payload (planted secrets) and the access token: what a careless error path would print.
 INJECT = r'''
 import os, sys
-import scanner.crawl as crawl
+import scanner.pipeline.crawl as crawl
 _orig = crawl.Crawl._detect
 _calls = [0]
 def _detect(self, body, *a, **k):
@@ -115,7 +115,7 @@ def _detect(self, body, *a, **k):
                            + " with token " + os.environ.get("FLOWLEAKS_ACCESS_TOKEN", ""))
     return _orig(self, body, *a, **k)
 crawl.Crawl._detect = _detect
-from scanner.cli import main
+from scanner.cli.main import main
 sys.argv = ["flowleaks"] + sys.argv[1:]
 main()
 '''

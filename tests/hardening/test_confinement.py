@@ -13,10 +13,10 @@ import json
 import httpx
 import pytest
 
-from scanner.clouds import get_cloud
-from scanner.flow_api import FlowApi, ForeignNextLink
-from scanner.http import HostNotAllowed, RedirectRefused, check_transport_security
-from scanner.keyvault import load_vault
+from scanner.net.clouds import get_cloud
+from scanner.api.flow_api import FlowApi, ForeignNextLink
+from scanner.net.http import HostNotAllowed, RedirectRefused, check_transport_security
+from scanner.api.keyvault import load_vault
 from detectors.known_values import KnownValues
 from tests.hardening.helpers import AUD, TOKEN, client, ok, run
 from tests.hardening.helpers import Scripted as ScriptedServer
@@ -197,15 +197,15 @@ def test_fake_flow_api_content_host_sees_no_authorization():
     """Through the real FlowApi against FakeFlowApi: list a run, read it, fetch its content links."""
     from datetime import datetime, timezone
 
-    from scanner.flow_api import content_links, is_secured
+    from scanner.api.flow_api import content_links, is_secured
     from tests.fakeapi import FakeFlowApi, Tenant
 
     tenant = Tenant.generate(3, environments=1, flows_per_env=2, runs_per_flow=2,
                              now=datetime(2026, 11, 20, tzinfo=timezone.utc))
     with FakeFlowApi(tenant) as api:
         async def go():
-            from scanner.auth import StaticToken
-            from scanner.http import HttpClient, HttpConfig
+            from scanner.net.auth import StaticToken
+            from scanner.net.http import HttpClient, HttpConfig
             async with HttpClient(StaticToken(api.token),
                                   HttpConfig(content_host_suffixes=(api.content_host,))) as c:
                 fa = FlowApi(c, api.api_url, AUD, as_admin=True)
@@ -237,8 +237,8 @@ class _Recorder(httpx.AsyncBaseTransport):
 @pytest.mark.parametrize("url", ["http://example.com/x", "http://10.0.0.1:8080/x", "ftp://example.com/x",
                                  "http://127.0.0.1.example.com/x", "http://localhost.example.com/x"])
 def test_plain_http_to_non_loopback_is_refused_before_any_connection(url):
-    from scanner.auth import StaticToken
-    from scanner.http import HttpClient, HttpConfig
+    from scanner.net.auth import StaticToken
+    from scanner.net.http import HttpClient, HttpConfig
 
     rec = _Recorder()
 
@@ -249,7 +249,7 @@ def test_plain_http_to_non_loopback_is_refused_before_any_connection(url):
                 c.allow_origin(AUD, url)
             with pytest.raises(HostNotAllowed):
                 await c.get_json(url, AUD)
-            c.origins.setdefault(AUD, set()).add(__import__("scanner.http", fromlist=["origin"]).origin(url))
+            c.origins.setdefault(AUD, set()).add(__import__("scanner.net.http", fromlist=["origin"]).origin(url))
             with pytest.raises(HostNotAllowed):   # even when the origin was (wrongly) registered
                 await c.get_json(url, AUD)
             with pytest.raises(HostNotAllowed):   # content links: https only off loopback

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from scanner import flow_api
-from scanner.flow_api import FlowApi, NextLinkLoop, PagingError, TooManyPages, parse_api_time
-from scanner.http import RetryableStatus, Throttled, TransportFailed
+from scanner.api import flow_api
+from scanner.api.flow_api import FlowApi, NextLinkLoop, PagingError, TooManyPages, parse_api_time
+from scanner.net.http import RetryableStatus, Throttled, TransportFailed
 from tests.hardening.helpers import AUD, RawServer, Scripted, client, ok, run
 
 HANG = 30.0  # seconds: only ever reached by a client that hangs
@@ -86,8 +86,8 @@ def test_max_pages_default_comes_from_the_module_constant(monkeypatch):
 
 def test_key_vault_next_links_without_end_stop():
     from detectors.known_values import KnownValues
-    from scanner.clouds import get_cloud
-    from scanner.keyvault import load_vault
+    from scanner.net.clouds import get_cloud
+    from scanner.api.keyvault import load_vault
 
     counter = {"n": 0}
 
@@ -240,7 +240,7 @@ def test_slow_loris_server_ends_in_transport_failed(behaviour):
 
 @pytest.mark.parametrize("link", ["0\x1f", "/p\x00x", "http://127.0.0.1:99999/x", "http://[::1", "http://[zz]/"])
 def test_unusable_next_links_are_flowleaks_errors(link):
-    from scanner.http import FlowleaksHttpError
+    from scanner.net.http import FlowleaksHttpError
 
     with Scripted(lambda m, p, h: ok({"value": [{"name": "a"}], "nextLink": link})) as s:
         async def go():
@@ -255,7 +255,7 @@ def test_unusable_next_links_are_flowleaks_errors(link):
 
 
 def test_content_link_with_control_characters_is_refused_not_raised():
-    from scanner.http import UnusableUrl
+    from scanner.net.http import UnusableUrl
 
     async def go():
         async with client() as c:
@@ -267,7 +267,7 @@ def test_content_link_with_control_characters_is_refused_not_raised():
 
 
 def test_parsers_tolerate_wrong_types():
-    from scanner.flow_api import content_links, is_secured, link_key
+    from scanner.api.flow_api import content_links, is_secured, link_key
 
     assert content_links("a string") == {"inputs": None, "outputs": None}
     assert content_links([1]) == {"inputs": None, "outputs": None}

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from scanner import private
-from scanner.auth import write_private
-from scanner.cassette import Cassette, Interaction
-from scanner.store import Store, fingerprint_key
+from scanner.net.auth import write_private
+from scanner.replay.cassette import Cassette, Interaction
+from scanner.store.database import Store, fingerprint_key
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.hardening.helpers import FLOWLEAKS, NOW, ROOT, SINCE, UNTIL, db_rows, flowleaks, sweep_args
 
@@ -362,7 +362,7 @@ def test_copy_export_over_a_loose_file_is_0600(tmp_path, loose_umask):
     still ends 0600, and the old 0644 file is not what remains."""
     import duckdb
 
-    from scanner.export import copy_findings
+    from scanner.report.export import copy_findings
 
     db = tmp_path / "e.duckdb"
     Store(db).close()

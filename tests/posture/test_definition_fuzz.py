@@ -1,5 +1,5 @@
 """The definition readers are total (issue 9, item 5): whatever JSON value sits at any position of a
-definition, scanner/definition.py and scanner/posture.py read what they can, ignore the rest, and
+definition, scanner/posture/model.py and scanner/posture/ read what they can, ignore the rest, and
 never raise; `definition.problems()` names every documented container that has the wrong type.
 
 Test names containing "fuzz" are hypothesis fuzzers (`make fuzz` runs them with
@@ -13,7 +13,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from scanner import definition as defn
+from scanner.posture import model as defn
 from scanner import posture
 from tests.hardening.helpers import fuzz_examples
 

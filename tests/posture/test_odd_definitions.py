@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from scanner import definition as defn
+from scanner.posture import model as defn
 from scanner import posture
 from tests.posture.posture_fixtures import KV_OPENAPI
 

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from scanner import sarif
-from scanner.lint import lint_paths
+from scanner.report import sarif
+from scanner.posture.lint import lint_paths
 from tests.cli import flowleaks
 
 from posture_fixtures import (DEPLOYMENT_SETTINGS, ENV_DEF_SECRET_XML, ENV_DEF_XML, MEDIUM_ONLY, PLANTED, RISKY,

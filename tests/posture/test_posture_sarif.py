@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner import sarif
+from scanner.report import sarif
 from scanner.posture import RULES
 
 

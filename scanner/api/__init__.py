@@ -1,0 +1,1 @@
+"""The services' APIs as typed reads: Flow, Key Vault, Dataverse."""

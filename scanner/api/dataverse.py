@@ -1,0 +1,153 @@
+"""PA007 read live from Dataverse: environment variable definitions and their current values.
+
+`GET {org}/api/data/v9.2/environmentvariabledefinitions?$select=…&$expand=
+environmentvariabledefinition_environmentvariablevalue($select=value)`, paged by `@odata.nextLink` on
+the org's own origin only (shared/docs/power-automate-api.md §6.3; the token audience is the org URL,
+§4.1). A String variable can hold a password, so every default and current value is a secret: it lives
+in this module only between the GET that returns it and `posture.analyze_environment`, which keeps a
+preview and a keyed fingerprint and nothing else (DESIGN invariant 4). Nothing here logs a value.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from scanner.net import paging
+from scanner import posture
+from scanner.net.http import HttpClient, check_transport_security, redact_url
+
+log = logging.getLogger("flowleaks.dataverse")
+API_PATH = "/api/data/v9.2"
+VALUES = "environmentvariabledefinition_environmentvariablevalue"
+QUERY = ("/environmentvariabledefinitions?$select=schemaname,displayname,type,defaultvalue,secretstore"
+         f"&$expand={VALUES}($select=value)")
+MAX_PAGES = 1_000  # 5,000 rows a page by default; a server handing out new nextLinks for ever stops here
+
+
+@dataclass(frozen=True)
+class DataverseTarget:
+    """One Dataverse org to read, and the environment name its findings are recorded under."""
+
+    environment: str
+    url: str  # the org URL without the /api/data path, e.g. https://org.crm.dynamics.com
+
+    @property
+    def audience(self) -> str:
+        """The token audience: the org URL itself (scope `<url>/.default`)."""
+        p = urlsplit(self.url)
+        return f"{p.scheme}://{p.netloc}"
+
+
+def parse_target(value: str) -> DataverseTarget:
+    """`ENV=URL` or `URL` (then the environment is recorded as the URL's host name). A trailing
+    `/api/data/...` path, a query and a fragment are dropped; https only, except on loopback."""
+    v = value.strip()
+    env: str | None = None
+    head, sep, tail = v.partition("=")
+    if sep and "://" not in head:
+        env, v = head.strip(), tail.strip()
+    try:
+        p = urlsplit(v)
+        host = p.hostname
+        p.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"not a URL: {v!r}") from None
+    if p.scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {redact_url(v)}")
+    if "@" in p.netloc:
+        raise ValueError("credentials in a Dataverse URL are not accepted")
+    path = p.path
+    cut = path.lower().find("/api/data")
+    if cut >= 0:
+        path = path[:cut]
+    url = f"{p.scheme}://{p.netloc}{path.rstrip('/')}"
+    check_transport_security(url)
+    if env is not None and not env:
+        raise ValueError(f"empty environment name before '=' in {value!r}")
+    return DataverseTarget(environment=env or host.lower(), url=url)
+
+
+@dataclass
+class EnvVarScan:
+    """What reading one org produced: counts, redacted findings, and problems (no value in any)."""
+
+    target: DataverseTarget
+    definitions: int = 0
+    values: int = 0
+    pages: int = 0
+    findings: list[posture.PostureFinding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+
+async def _rows(http: HttpClient, target: DataverseTarget, result: EnvVarScan, max_pages: int):
+    """Rows of the definitions query; a paging problem is recorded in `result.errors` and ends it."""
+    try:
+        async for page in paging.pages(http, f"{target.url}{API_PATH}{QUERY}", target.audience, "dataverse",
+                                       max_pages):
+            result.pages += 1
+            for item in paging.dict_items(page):
+                yield item
+    except paging.PagingError as exc:
+        result.errors.append(f"{exc.reason}: {exc}")
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _dataverse_path(f: posture.PostureFinding) -> str:
+    """Where the finding sits in the Web API answer (analyze_environment names solution-export paths)."""
+    row = f"$.value[?(@.schemaname=='{f.action}')]"
+    if f.json_path.endswith("/defaultvalue"):
+        return f"{row}.defaultvalue"
+    if f.json_path.endswith("/type"):
+        return f"{row}.type"
+    if f.json_path.startswith("$.environmentvariablevalues"):
+        return f"{row}.{VALUES}[0].value"
+    return f.json_path
+
+
+async def scan_environment_variables(http: HttpClient, target: DataverseTarget, *, engine: Any = None,
+                                     key: bytes = b"", max_pages: int = MAX_PAGES) -> EnvVarScan:
+    """Read every environment variable definition (+ current value) of one org and run PA007 on them.
+
+    Raises FlowleaksHttpError when the first page cannot be read (no access, no such org); later
+    problems (a refused nextLink, a page that is not a list) land in `errors` and the rows read so
+    far are still analysed."""
+    http.allow_origin(target.audience, target.url)
+    result = EnvVarScan(target)
+    definitions: list[posture.EnvVarDef] = []
+    values: dict[str, str] = {}
+    try:
+        async for row in _rows(http, target, result, max_pages):
+            schema = _text(row.get("schemaname"))
+            if not schema:
+                continue
+            kind = row.get("type")
+            definitions.append(posture.EnvVarDef(
+                schemaname=schema, displayname=_text(row.get("displayname")) or "",
+                type=str(kind) if isinstance(kind, (int, str)) and not isinstance(kind, bool) else "",
+                defaultvalue=_text(row.get("defaultvalue")), secretstore=_text(row.get("secretstore")),
+                artifact=target.url))
+            current = row.get(VALUES)
+            if isinstance(current, list):
+                current = next((c for c in current if isinstance(c, dict) and isinstance(c.get("value"), str)),
+                               None)
+            if isinstance(current, dict) and isinstance(current.get("value"), str):
+                values[schema] = current["value"]
+        result.definitions, result.values = len(definitions), len(values)
+        found = posture.analyze_environment(definitions, values, engine=engine, key=key)
+        result.findings = [replace(f, json_path=_dataverse_path(f)) for f in found]
+    finally:
+        # drop the values at once, whatever happened
+        definitions.clear()
+        values.clear()
+    log.info("dataverse %s: %d definitions, %d values, %d PA007 findings", redact_url(target.url),
+             result.definitions, result.values, len(result.findings))
+    return result

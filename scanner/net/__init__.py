@@ -1,0 +1,1 @@
+"""HTTP: the client, pacing, confinement, paging, auth, clouds."""

@@ -1,0 +1,1 @@
+"""The crawl and the scan it serves."""

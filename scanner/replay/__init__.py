@@ -1,0 +1,1 @@
+"""Cassettes: record, replay, the demo."""

@@ -1,0 +1,1 @@
+"""The DuckDB store: schema, writes, views, lifecycle, suppressions, queries, exports."""
