@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _harness import ROOT, Measured, run_cli
 
-from scanner.merge import COMPARED, comparable_rows  # noqa: E402
+from scanner.store.merge import COMPARED, comparable_rows  # noqa: E402
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 
 KEY = "benchmark-fingerprint-key"

@@ -31,7 +31,7 @@ Backends, chosen automatically (`FLOWLEAKS_MATCHER=hyperscan|portable` forces on
   body are joined with newlines and scanned once; each match's end offset names its leaf. The keyword
   matches it reports are also the rule selection (the engine's `select`, without a second pass).
   Compiling the catalogue's relaxed regexes takes ~0.3 s, so a process that installed a database
-  cache (`set_database_cache`: the CLI keeps one under the user's cache folder, scanner/matcher_cache.py)
+  cache (`set_database_cache`: the CLI keeps one under the user's cache folder, scanner/pipeline/matcher_cache.py)
   loads the serialised database instead (~1 ms); the cache key is the pattern set and Hyperscan's version.
 * `portable`: Aho-Corasick (`pyahocorasick`) for the keywords and Python's `re` for the rest, over the
   same joined text (any platform); catalogue rules there run whenever their keyword is present.
