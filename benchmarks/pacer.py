@@ -15,7 +15,7 @@ import time
 
 import _harness  # noqa: F401 - puts the repository on sys.path
 
-from tests.fakeapi.server import TokenBucket
+from tests.fakeapi.faults import TokenBucket
 from tests.loopback import ScriptedServer, http_client
 
 AUD = "https://service.flow.microsoft.com/"

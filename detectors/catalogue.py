@@ -22,7 +22,6 @@ not load (`load` raises CatalogueError naming the file and rule). Check a file w
 """
 from __future__ import annotations
 
-import math
 import re
 import sys
 import tomllib
@@ -31,8 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .entropy import shannon
+from .rules import CONFIDENCE_RANK
+
 RULES_DIR = Path(__file__).parent / "rules"
-CONFIDENCES = ("high", "medium", "low")
+CONFIDENCES = tuple(CONFIDENCE_RANK)  # high, medium, low
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 
@@ -80,13 +82,6 @@ class CatalogueRule:
         if self.keywords and not any(k in low for k in self.keywords):
             return []
         return [s for s, _ in self.candidates(text)]
-
-
-def shannon(s: str) -> float:
-    if not s:
-        return 0.0
-    n = len(s)
-    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
 
 
 def _rule(raw: dict, family: str, where: str) -> CatalogueRule:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .catalogue import shannon
+from .entropy import shannon
 
 CONFIDENCE = "high"
 

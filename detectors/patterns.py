@@ -24,7 +24,8 @@ from detect_secrets.settings import get_plugins
 from detect_secrets.filters import heuristic as ds_heuristic
 from detect_secrets.settings import transient_settings
 
-from .powerplatform import is_placeholder
+from .placeholders import FILTER as PLACEHOLDER_FILTER
+from .placeholders import is_placeholder
 from .rules import Rule, ex
 
 
@@ -203,6 +204,34 @@ def expand_tokens(text: str, secret: str, char_class: str) -> list[str]:
     return list(out)
 
 
+# Keys that make KeywordDetector look (mirror of its DENYLIST, lowercase, as a search regex), and the
+# value keywords that select it on a leaf's text
+KEYWORD_DETECTOR_KEY = re.compile(r"(?i)(api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|"
+                                  r"priv_?key|private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|"
+                                  r"passwd|pwd|secret|contraseña|contrasena)")
+KEYWORD_DETECTOR_VALUE_KEYWORDS = ("password", "passwd", "pwd", "secret", "api_key", "apikey")
+
+
+def keyword_windows(low: str, text: str) -> Iterator[str]:
+    """The parts of a long text around each value keyword, merged where they overlap: detect-secrets'
+    keyword regexes are slow on long lines (ds #868), so KeywordDetector looks only there."""
+    spans: list[list[int]] = []
+    for k in KEYWORD_DETECTOR_VALUE_KEYWORDS:
+        i = low.find(k)
+        while i >= 0 and len(spans) < 64:
+            spans.append([max(0, i - 64), min(len(text), i + len(k) + 256)])
+            i = low.find(k, i + 1)
+    spans.sort()
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in merged:
+        yield text[a:b]
+
+
 def synth_line(key: str, value: str) -> str:
     return f'{key}: "{value.replace(chr(34), chr(39))}"'
 
@@ -226,5 +255,5 @@ def ds_filter(secret: str, line: str, plugin: Any) -> str | None:
     if ds_heuristic.is_not_alphanumeric_string(secret):
         return "ds.is_not_alphanumeric_string"
     if is_placeholder(secret):
-        return "placeholder"
+        return PLACEHOLDER_FILTER
     return None

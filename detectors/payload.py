@@ -131,7 +131,8 @@ def _could_be_secret(key: str) -> bool:
         len(_CASE_FLIP.findall(key)) * 5 >= len(key)
 
 
-def _qpath(path: str, name: str) -> str:
+def query_path(path: str, name: str) -> str:
+    """A query parameter's path: `$.uri?name`, or `$.uri?['x y']` when the name is not `[\\w.~-]+`."""
     if _QNAME.match(name):
         return f"{path}?{name}"
     esc = name.replace("\\", "\\\\").replace("'", "\\'")
@@ -302,7 +303,7 @@ class Walker:
         if "://" in s[:24] and "?" in s and _URL_WITH_QUERY.match(st):
             query = urlsplit(st).query
             for name, value in parse_qsl(query, keep_blank_values=False):
-                out.append(("s", value, _qpath(path, name), name, 0, d, "query", org))
+                out.append(("s", value, query_path(path, name), name, 0, d, "query", org))
             return out[::-1]
         if "=" in s and _FORM.match(st):
             pairs = parse_qsl(st, keep_blank_values=False)

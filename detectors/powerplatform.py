@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 from urllib.parse import unquote
 
 from .base import Leaf
+from .placeholders import is_placeholder
 from .rules import Rule, ex
 
 # fake values used in examples
@@ -28,18 +29,6 @@ _JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZS
         ".Zm9vYmFyYmF6cXV4ZmFrZXNpZ25hdHVyZWZvcnRlc3Rz")
 _PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
         "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----")
-
-_PLACEHOLDER = re.compile(
-    r"(?i)^(?:<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|@\{?[a-z_]+\(.*|@\{.*\}|%[a-z_]+%|\*+|x{4,}|\.{3,}|changeme|"
-    r"replace[_-]?me|your[_-].*|todo|tbd|none|null|undefined|true|false|example.*|dummy.*|placeholder.*|"
-    r"redacted|\[redacted\]|secret|password|\*\*\*.*)$")
-
-
-def is_placeholder(s: str) -> bool:
-    s = s.strip().strip("'\"")
-    if not s or len(set(s)) <= 2:
-        return True
-    return bool(_PLACEHOLDER.match(s))
 
 
 class PatternRule:

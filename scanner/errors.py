@@ -1,26 +1,60 @@
-"""How an error is described to a person or stored: without ever quoting a payload.
+"""The scanner's own errors, and how an error is described to a person or stored: without ever
+quoting a payload.
 
-Two kinds of failure, two kinds of line (scanner/cli/main.py `_unexpected`):
+Bad input found before the work (UsageError, BadValue, InputError) exits 2 with click's wording,
+though only scanner/cli/ knows click. Two kinds of failure, two kinds of line (scanner/cli/main.py
+`_unexpected`):
 - expected ones (credentials, configuration, a file we cannot read or write, the network, an HTTP
   answer) print their own message, which names the cause and, where we know it, the fix;
 - anything else is a bug: its type and where it was raised, and where to report it.
 """
 from __future__ import annotations
 
-from scanner.net.auth import AuthError
-from scanner.net.http import FlowleaksHttpError
 from scanner.redact import redact_text
 
 ISSUES_URL = "https://github.com/flowleaks/flowleaks/issues"
 
+
+# -- bad input, found before the work ---------------------------------------------------------------
+# Raised by code outside the CLI (settings, output paths, rule packs), which knows no click; the CLI
+# shows each as click shows its own (scanner/cli/main.py `click_error`), and every one exits 2.
+
+class UsageError(Exception):
+    """The command line cannot work as given (exclusive options, a bad variable): the command's usage
+    line, then the message."""
+
+
+class BadValue(UsageError):
+    """One option's value is wrong: "Invalid value for OPTION: message" ("Invalid value: message"
+    without an option), after the usage line."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+
+class InputError(Exception):
+    """A file or value the command was given cannot be used (a rule pack, a CA bundle, an output
+    path): one line naming why, no usage block, since the command line itself was fine."""
+
+
+# -- failures of a scan -----------------------------------------------------------------------------
 
 class ScanFailed(Exception):
     """A scan stopped by an error; the message says what was scanned before it stopped.
     Built only from counts, ids and `describe()` of the cause, so it is safe to print."""
 
 
+def _net_errors() -> tuple[type, type]:
+    # lazily: scanner/private.py raises InputError, and the store (which uses it) must not import HTTP code
+    from scanner.net.auth import AuthError
+    from scanner.net.errors import FlowleaksHttpError
+
+    return AuthError, FlowleaksHttpError
+
+
 def _store_errors() -> tuple[type, ...]:
-    from scanner.store.database import StoreOpenError  # lazily: store.py must not import HTTP code
+    from scanner.store.errors import StoreOpenError  # lazily: the store must not import HTTP code
 
     return (StoreOpenError,)
 
@@ -29,7 +63,7 @@ def is_expected(exc: BaseException | None) -> bool:
     """A failure of the environment or the input, not of flowleaks: its own message is the report."""
     if isinstance(exc, ScanFailed):
         return is_expected(exc.__cause__)
-    return isinstance(exc, (AuthError, FlowleaksHttpError, OSError, *_store_errors()))
+    return isinstance(exc, (*_net_errors(), OSError, *_store_errors()))
 
 
 def describe(exc: BaseException) -> str:
@@ -37,6 +71,7 @@ def describe(exc: BaseException) -> str:
     are shown in full; an OSError by its OS reason and the path (a path we were given, never data);
     any other exception's text could quote a payload holding a secret, so only its type and where
     it was raised are shown."""
+    AuthError, FlowleaksHttpError = _net_errors()
     if isinstance(exc, (FlowleaksHttpError, ScanFailed, *_store_errors())):
         return " ".join(str(exc).split())[:500]
     if isinstance(exc, AuthError):  # our own text plus MSAL's error_description: redacted, in full

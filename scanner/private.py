@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from scanner.errors import InputError
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 PRIVATE_UMASK = 0o077
@@ -177,11 +179,9 @@ def restrict_umask() -> None:
 def check_output_path(path: str, option: str) -> None:
     """A file a command writes after the scan, checked before it: missing folders are created (as
     for --db and `record --out`), and a path that cannot be written is a usage error naming why
-    (a ClickException: one line, exit 2 via cli._invoke, no usage block)."""
-    import click
-
-    def refuse(why: str) -> click.ClickException:
-        return click.ClickException(f"cannot write {option} {path}: {why}")
+    (an InputError: one line, exit 2 via scanner/cli/main.py `_invoke`, no usage block)."""
+    def refuse(why: str) -> InputError:
+        return InputError(f"cannot write {option} {path}: {why}")
 
     p = Path(path)
     ancestor = p.parent

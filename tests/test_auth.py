@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from scanner.net.auth import (AuthConfig, AuthError, MsalTokens, StaticToken, load_certificate_credential,
-                          make_token_provider, resolve_method, write_private)
+                          make_token_provider, resolve_method, write_token_cache)
 from scanner.net.clouds import CLOUDS, get_cloud
 
 
@@ -77,7 +77,7 @@ def test_certificate_credential_from_pem_and_pfx(tmp_path):
 
 def test_token_cache_is_written_private(tmp_path):
     path = tmp_path / "cache" / "msal.json"
-    write_private(path, "{}")
+    write_token_cache(path, "{}")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 

@@ -7,9 +7,12 @@ import time
 
 import pytest
 
-from scanner.api.flow_api import FlowApi, ForeignNextLink, NextLinkLoop
-from scanner.net.http import (ContentTooLarge, HostNotAllowed, HttpClient, LinkExpired,
-                          RedirectRefused, Throttled, parse_retry_after, redact_url)
+from scanner.api.flow_api import FlowApi
+from scanner.net.errors import ContentTooLarge, HostNotAllowed, LinkExpired, RedirectRefused, Throttled
+from scanner.net.http import HttpClient
+from scanner.net.pacer import parse_retry_after
+from scanner.net.paging import ForeignNextLink, NextLinkLoop
+from scanner.redact import redact_url
 from tests.loopback import ScriptedServer, http_client, ok, run
 
 AUD = "https://service.flow.microsoft.com/"

@@ -166,7 +166,7 @@ def test_redact_text_keeps_what_helps_and_redact_url_drops_query_and_user():
 
 
 def test_api_error_text_from_the_server_is_redacted():
-    from scanner.net.http import error_from_body
+    from scanner.net.errors import error_from_body
 
     body = json.dumps({"error": {"code": "InvalidAuthenticationToken",
                                  "message": f"token Bearer {TOKEN} rejected for {CONTENT_URL}"}}).encode()

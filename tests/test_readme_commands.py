@@ -245,7 +245,7 @@ def test_every_skip_reason_in_the_code_is_documented():
 
 
 def test_every_posture_rule_is_in_the_readme_rule_table():
-    from scanner.posture import RULES
+    from scanner.posture.rules import RULES
 
     readme = README.read_text()
     assert "PA008" in RULES

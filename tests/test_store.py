@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from scanner.store.database import (FINDING_COLUMNS, Batch, Store, StoreBusy, finding_id, fingerprint_key,
-                           utcnow)
+from scanner.store.database import Batch, Store, finding_id, utcnow
+from scanner.store.errors import StoreBusy
+from scanner.keys import fingerprint_key
+from scanner.store.schema import FINDING_COLUMNS
 
 CONTRACT = {
     "scans": {"scan_id", "kind", "started_at", "finished_at", "status", "complete", "params"},

@@ -15,12 +15,15 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from scanner.report.export import export_command, export_sql
-from scanner.store import lifecycle
-from scanner.store.query import query_command
+from scanner.cli.export import export_command
+from scanner.cli.query import query_command
+from scanner.cli.suppress import suppress_command, suppressions_command
 from scanner.report.sarif import validate
-from scanner.store.database import FILTERED_COLUMNS, FINDING_COLUMNS, Store, utcnow
-from scanner.store.suppressions import apply_suppressions, suppress_command, suppression_rows, suppressions_command
+from scanner.store import lifecycle
+from scanner.store.database import Store, utcnow
+from scanner.store.export import export_sql
+from scanner.store.schema import FILTERED_COLUMNS, FINDING_COLUMNS
+from scanner.store.suppressions import apply_suppressions, suppression_rows
 from scanner.store.views import VIEWS
 
 QUERIES_MD = Path(__file__).resolve().parent.parent / "docs" / "queries.md"

@@ -4,7 +4,7 @@
 environmentvariabledefinition_environmentvariablevalue($select=value)`, paged by `@odata.nextLink` on
 the org's own origin only (shared/docs/power-automate-api.md §6.3; the token audience is the org URL,
 §4.1). A String variable can hold a password, so every default and current value is a secret: it lives
-in this module only between the GET that returns it and `posture.analyze_environment`, which keeps a
+in this module only between the GET that returns it and `analyze_environment` (PA007), which keeps a
 preview and a keyed fingerprint and nothing else (DESIGN invariant 4). Nothing here logs a value.
 """
 from __future__ import annotations
@@ -15,8 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scanner.net import paging
-from scanner import posture
-from scanner.net.http import HttpClient, check_transport_security, redact_url
+from scanner.posture.base import PostureFinding
+from scanner.posture.rules.PA007 import analyze_environment
+from scanner.posture.solution import EnvVarDef
+from scanner.net.confinement import check_transport_security
+from scanner.net.http import HttpClient
+from scanner.redact import redact_url
 
 log = logging.getLogger("flowleaks.dataverse")
 API_PATH = "/api/data/v9.2"
@@ -77,7 +81,7 @@ class EnvVarScan:
     definitions: int = 0
     values: int = 0
     pages: int = 0
-    findings: list[posture.PostureFinding] = field(default_factory=list)
+    findings: list[PostureFinding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -87,21 +91,18 @@ class EnvVarScan:
 
 async def _rows(http: HttpClient, target: DataverseTarget, result: EnvVarScan, max_pages: int):
     """Rows of the definitions query; a paging problem is recorded in `result.errors` and ends it."""
-    try:
-        async for page in paging.pages(http, f"{target.url}{API_PATH}{QUERY}", target.audience, "dataverse",
-                                       max_pages):
-            result.pages += 1
-            for item in paging.dict_items(page):
-                yield item
-    except paging.PagingError as exc:
-        result.errors.append(f"{exc.reason}: {exc}")
+    async for page in paging.pages_or_error(http, f"{target.url}{API_PATH}{QUERY}", target.audience, "dataverse",
+                                            max_pages, result.errors):
+        result.pages += 1
+        for item in paging.dict_items(page):
+            yield item
 
 
 def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _dataverse_path(f: posture.PostureFinding) -> str:
+def _dataverse_path(f: PostureFinding) -> str:
     """Where the finding sits in the Web API answer (analyze_environment names solution-export paths)."""
     row = f"$.value[?(@.schemaname=='{f.action}')]"
     if f.json_path.endswith("/defaultvalue"):
@@ -122,7 +123,7 @@ async def scan_environment_variables(http: HttpClient, target: DataverseTarget, 
     far are still analysed."""
     http.allow_origin(target.audience, target.url)
     result = EnvVarScan(target)
-    definitions: list[posture.EnvVarDef] = []
+    definitions: list[EnvVarDef] = []
     values: dict[str, str] = {}
     try:
         async for row in _rows(http, target, result, max_pages):
@@ -130,7 +131,7 @@ async def scan_environment_variables(http: HttpClient, target: DataverseTarget, 
             if not schema:
                 continue
             kind = row.get("type")
-            definitions.append(posture.EnvVarDef(
+            definitions.append(EnvVarDef(
                 schemaname=schema, displayname=_text(row.get("displayname")) or "",
                 type=str(kind) if isinstance(kind, (int, str)) and not isinstance(kind, bool) else "",
                 defaultvalue=_text(row.get("defaultvalue")), secretstore=_text(row.get("secretstore")),
@@ -142,7 +143,7 @@ async def scan_environment_variables(http: HttpClient, target: DataverseTarget, 
             if isinstance(current, dict) and isinstance(current.get("value"), str):
                 values[schema] = current["value"]
         result.definitions, result.values = len(definitions), len(values)
-        found = posture.analyze_environment(definitions, values, engine=engine, key=key)
+        found = analyze_environment(definitions, values, engine=engine, key=key)
         result.findings = [replace(f, json_path=_dataverse_path(f)) for f in found]
     finally:
         # drop the values at once, whatever happened

@@ -2,7 +2,8 @@
 
 Paths and shapes: ../shared/docs/power-automate-api.md §1.2-1.8. Paging follows `nextLink` exactly as
 given until it is absent (never re-adding `$top`), and a nextLink must stay on the origin that served
-the page: anything else is refused (token confinement) and reported as a `ForeignNextLink`.
+the page: anything else is refused (token confinement) and reported as a `ForeignNextLink`
+(scanner/net/paging.py).
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from typing import Any, AsyncIterator, Callable
 from urllib.parse import quote, urlencode
 
 from scanner.net import paging
-from scanner.net.http import FlowleaksHttpError, HttpClient, redact_url
-from scanner.net.paging import ForeignNextLink, NextLinkLoop, PagingError, TooManyPages  # noqa: F401 - part of this API
+from scanner.net.errors import FlowleaksHttpError
+from scanner.net.http import HttpClient
+from scanner.net.paging import PagingError
+from scanner.redact import redact_url
 
 API_VERSION = "2016-11-01"
 PREFIX = "/providers/Microsoft.ProcessSimple"
-MAX_PAGES = paging.MAX_PAGES
 Rehome = Callable[[str], None] | None  # told when a foreign nextLink was re-read from the API's own origin
 
 
@@ -90,7 +92,7 @@ class FlowApi:
         every call goes to root, regional runtime endpoints included. max_pages: pages of one list
         followed at most (a server handing out a new nextLink for ever is stopped there)."""
         self.http = http
-        self.max_pages = max_pages or MAX_PAGES  # read at construction: tests may lower MAX_PAGES
+        self.max_pages = max_pages or paging.MAX_PAGES  # read at construction: tests may lower it
         self.root = root.rstrip("/")
         self.audience = audience
         self.as_admin = as_admin
@@ -190,6 +192,15 @@ class FlowApi:
     async def repetitions(self, env: str, flow: str, run: str, action: str, on_rehome: Rehome = None) -> list[dict]:
         base = f"{self._run_path(env, flow, run)}/actions/{quote(action, safe='')}/repetitions"
         return [r async for r in self.items(self._url(base), "repetitions", on_rehome)]
+
+
+def as_dict(value: Any) -> dict:
+    """API objects are dicts in every documented shape; anything else is treated as empty, not a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def content_links(obj: dict) -> dict[str, Any]:

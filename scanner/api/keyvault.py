@@ -11,7 +11,8 @@ from urllib.parse import quote, urlsplit
 
 from scanner.net import paging
 from scanner.net.clouds import Cloud
-from scanner.net.http import FlowleaksHttpError, HttpClient
+from scanner.net.errors import FlowleaksHttpError
+from scanner.net.http import HttpClient
 
 log = logging.getLogger("flowleaks.keyvault")
 API_VERSION = "7.4"
@@ -38,16 +39,6 @@ def vault_name(url: str) -> str:
     host = urlsplit(url).hostname or url
     return host.split(".")[0] if not host.replace(".", "").isdigit() and host != "localhost" else \
         f"{host}:{urlsplit(url).port}"
-
-
-async def _items(http: HttpClient, url: str, audience: str, result: VaultLoad, max_pages: int):
-    """Items of a Key Vault list; a paging problem is recorded in `result.errors` and ends the list."""
-    try:
-        async for page in paging.pages(http, url, audience, "vault", max_pages):
-            for item in paging.dict_items(page):
-                yield item
-    except paging.PagingError as exc:
-        result.errors.append(f"{exc.reason}: {exc}")
 
 
 def _enabled(item: dict) -> bool:
@@ -81,8 +72,9 @@ async def load_vault(http: HttpClient, url: str, cloud: Cloud, known, max_pages:
         value = None  # noqa: F841 - drop our reference at once
         return str(secret.get("id", "")).rstrip("/").rsplit("/", 1)[-1] or None
 
-    async for item in _items(http, f"{base}/secrets?api-version={API_VERSION}&maxresults=25", audience, result,
-                             max_pages):
+    # a paging problem is recorded in `result.errors` and ends that list
+    async for item in paging.items_or_error(http, f"{base}/secrets?api-version={API_VERSION}&maxresults=25",
+                                            audience, "vault", max_pages, result.errors):
         if not _enabled(item):
             result.disabled += 1
             continue
@@ -93,7 +85,7 @@ async def load_vault(http: HttpClient, url: str, cloud: Cloud, known, max_pages:
         if not versions:
             continue
         versions_url = f"{base}/secrets/{quote(name, safe='')}/versions?api-version={API_VERSION}&maxresults=25"
-        async for v in _items(http, versions_url, audience, result, max_pages):
+        async for v in paging.items_or_error(http, versions_url, audience, "vault", max_pages, result.errors):
             version = str(v.get("id", "")).rstrip("/").rsplit("/", 1)[-1]
             if version and version != latest and _enabled(v):
                 await load(name, version)

@@ -1,25 +1,57 @@
-"""`flowleaks` command line. Exit codes: 0 complete and clean, 1 open findings, 2 usage error,
-3 incomplete (something planned was not scanned), 4 error (a rejected token, an unreachable sign-in
-host, or a bug)."""
+"""`flowleaks` command line: the group, its global options, and the exit status of every command.
+Exit codes: 0 complete and clean, 1 open findings, 2 usage error, 3 incomplete (something planned was
+not scanned), 4 error (a rejected token, an unreachable sign-in host, or a bug).
+
+Each command (or group of commands) is its own module in scanner/cli/, added by `_register()`."""
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Any, Callable
 
 import click
 
 from scanner import __version__
-from scanner.settings import (connection_options, output_options, dataverse_options, known_value_options, scope_options, settings_from,
-                     shard_option, shard_from, jobs_option,
-                     window)
-from scanner.pipeline.crawl import CrawlOptions
+from scanner.errors import BadValue, InputError, UsageError
 from scanner.logs import setup_logging
 from scanner.private import restrict_umask
-from scanner.cli.rules import custom_rules_from, rules_options
-from scanner.pipeline.sweep import (EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_USAGE, KnownSources, read_stdin_lines, run_scan,
-                    write_summary_json)
+from scanner.pipeline.sweep import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_USAGE
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def click_error(exc: UsageError | InputError) -> click.ClickException:
+    """The click exception that shows a plain error (scanner/errors.py) as click shows its own: a
+    UsageError or BadValue after the command's usage line, an InputError on one line; all exit 2."""
+    if isinstance(exc, BadValue):
+        return click.BadParameter(str(exc), param_hint=exc.option)
+    if isinstance(exc, UsageError):
+        return click.UsageError(str(exc))
+    return click.ClickException(str(exc))  # click's code 1 becomes 2 in `_invoke`
+
+
+def plain_errors(callback: Callable) -> Callable:
+    """A command callback whose plain errors become click's. Raised inside the callback, click
+    attaches the command's context to them, so the usage line names that command."""
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except (UsageError, InputError) as exc:
+            raise click_error(exc) from None
+
+    return run
+
+
+class _Commands(click.Group):
+    """The flowleaks group. Code outside the CLI knows no click and raises plain errors
+    (scanner/errors.py); every command added here shows them as click shows its own (`plain_errors`)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if cmd.callback is not None:
+            cmd.callback = plain_errors(cmd.callback)
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="flowleaks")
 @click.option("-v", "--verbose", count=True,
               help="More log detail on stderr: -v progress, -vv each request (never secrets or tokens).")
@@ -33,159 +65,20 @@ def cli(verbose: int) -> None:
     setup_logging(verbose)
 
 
-@cli.command()
-@connection_options
-@scope_options
-@shard_option
-@jobs_option("content bodies are detected in parallel, results leave them redacted", default=1,
-             note=" Default 1: with bodies of a few KB, sending each to a worker costs more than it "
-                  "saves (measured 43 runs/s with 2 workers, 61 with 1).")
-@known_value_options
-@dataverse_options
-@output_options
-@rules_options
-def sweep(**kw) -> None:
-    """Scan every run in a time window (default: the 30-day retention window) for secrets.
-
-    \b
-    Example:
-      FLOWLEAKS_ACCESS_TOKEN=... flowleaks sweep --as-admin --days 7 --env Default-<tenant>
-    """
-    settings = settings_from(kw)
-    shard = shard_from(kw, settings.db)
-    since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
-    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
-                           until=until, status=kw.pop("status"), kind="sweep", shard=shard, jobs=kw.pop("jobs"))
-    _run(settings, options, kw, params={"since": since, "until": until, "status": options.status,
-                                        "environments": options.environments, "flows": options.flows,
-                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name,
-                                        **({"shard": shard.as_param()} if shard else {})})
-
-
-@cli.command()
-@connection_options
-@scope_options
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Cassette file to write (VCR.py-style YAML); missing folders are created.")
-@click.option("--keep-secrets", is_flag=True, hidden=True,
-              help="Do not scrub detected secrets (only for cassettes recorded from a fake tenant).")
-@click.option("--map-origin", multiple=True, hidden=True,
-              help="OLD=NEW origin rewrite applied to the cassette (fake hosts -> real host names).")
-def record(**kw) -> None:
-    """Record a sweep's API interactions as a scrubbed cassette, for bug reports and the demo.
-
-    Authorization headers are never written, SAS `sig` values are replaced, and every secret the
-    detectors find in a body is replaced by a marker with its redacted preview.
-
-    \b
-    Example:
-      flowleaks record --env Default-<tenant> --flow <flow-id> --days 2 --out repro.yaml
-    """
-    import os
-    import tempfile
-
-    import httpx
-
-    from detectors.engine import Engine
-
-    from scanner.replay.cassette import FoundSecrets, RecordingTransport, leaf_scrubber
-
-    settings = settings_from(kw)
-    since, until = window(kw.pop("since"), kw.pop("until"), kw.pop("days"))
-    keep = kw.pop("keep_secrets")
-    # Every secret the sweep finds is remembered as keyed hashes of its encodings (never plaintext),
-    # so the cassette can be scrubbed of it wherever and however it appears, however short.
-    found = FoundSecrets(key=os.urandom(32))
-    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), since=since,
-                           until=until, status=kw.pop("status"), kind="record",
-                           secret_sink=None if keep else (lambda secret: found.add_value(secret, "found")))
-    origin_map = dict(m.split("=", 1) for m in kw.pop("map_origin"))
-    recorder = RecordingTransport(httpx.AsyncHTTPTransport(), origin_map)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings.db = f"{tmp}/record.duckdb"
-        outcome = run_scan(settings, options, None, params={"record": True}, transport=lambda engine: recorder,
-                           outputs={"--out": kw["out"]})
-    if keep:
-        cassette = recorder.cassette(None)
-    else:
-        engine = Engine(known=found)
-        with engine.session():
-            cassette = recorder.cassette(leaf_scrubber(engine))
-    cassette.save(kw.pop("out"))
-    click.echo(f"recorded {len(cassette.interactions)} interactions "
-               f"({outcome.stats.runs_scanned} runs, complete={outcome.complete})", err=True)
-
-
-@cli.command()
-@connection_options
-@click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
-@click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
-@shard_option
-@jobs_option("content bodies are detected in parallel, results leave them redacted", default=1,
-             note=" Default 1: with bodies of a few KB, sending each to a worker costs more than it "
-                  "saves (measured 43 runs/s with 2 workers, 61 with 1).")
-@known_value_options
-@dataverse_options
-@output_options
-@rules_options
-def scan(**kw) -> None:
-    """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
-
-    Runs still Running last time are read again; content already scanned (same md5 contentHash and
-    size) is not downloaded again; a flow's watermark moves only when the flow was fully scanned.
-
-    \b
-    Example (cron, 02:30 every night):
-      30 2 * * *  flowleaks scan --as-admin --db /var/lib/flowleaks/tenant.duckdb --summary-json /var/log/flowleaks.json
-    """
-    settings = settings_from(kw)
-    shard = shard_from(kw, settings.db)
-    options = CrawlOptions(environments=kw.pop("environments"), flows=kw.pop("flows"), kind="scan",
-                           incremental=True, reuse_content=True, shard=shard, jobs=kw.pop("jobs"))
-    _run(settings, options, kw, params={"environments": options.environments, "flows": options.flows,
-                                        "as_admin": settings.as_admin, "cloud": settings.cloud.name,
-                                        **({"shard": shard.as_param()} if shard else {})})
-
-
-def _run(settings, options, kw, params) -> None:
-    from scanner.report.summary import Progress, print_summary
-
-    settings.custom_rules = custom_rules_from(kw)  # a bad pack stops here, before sign-in
-    known = KnownSources(vaults=kw.pop("known_vaults"), vault_versions=kw.pop("known_vault_versions"),
-                         stdin_lines=read_stdin_lines() if kw.pop("known_values_stdin") else None,
-                         hashes_file=kw.pop("known_hashes"))
-    dataverse = kw.pop("dataverse_urls", ())
-    if dataverse:
-        params = {**params, "dataverse": [f"{t.environment}={t.url}" for t in dataverse]}
-    progress = Progress(enabled=not kw.pop("quiet", False))
-    try:
-        outcome = run_scan(settings, options, known, progress=progress, params=params, dataverse=dataverse,
-                           outputs={"--summary-json": kw.get("summary_json")})
-    finally:
-        progress.stop()
-    print_summary(settings.db, outcome)
-    summary_path = kw.pop("summary_json", None)
-    if summary_path:
-        write_summary_json(summary_path, outcome)
-    scope_error = outcome.scope_error()
-    if scope_error:
-        click.echo(f"flowleaks: {scope_error}", err=True)
-    sys.exit(outcome.exit_code)
-
-
 def _register() -> None:
     """Commands that live in their own modules (one module per concept)."""
-    from scanner.report.export import export_command
-    from scanner.posture.lint import lint_command
-    from scanner.store.merge import merge_command
-    from scanner.store.query import query_command
+    from scanner.cli.export import export_command
+    from scanner.cli.lint import lint_command
+    from scanner.cli.merge import merge_command
+    from scanner.cli.query import query_command
     from scanner.cli.rules import rules_command
-    from scanner.files.scan import scan_files_command
-    from scanner.store.suppressions import suppress_command, suppressions_command
+    from scanner.cli.scan_files import scan_files_command
+    from scanner.cli.sweep import scan, sweep
+    from scanner.cli.record import record
+    from scanner.cli.suppress import suppress_command, suppressions_command
 
-    for command in (lint_command, query_command, export_command, suppress_command, suppressions_command,
-                    scan_files_command, rules_command, merge_command):
+    for command in (sweep, scan, record, lint_command, query_command, export_command, suppress_command,
+                    suppressions_command, scan_files_command, rules_command, merge_command):
         cli.add_command(command)
 
 
@@ -245,7 +138,7 @@ def _unexpected(exc: Exception) -> int:
     one-line message; only a bug says "unexpected", by type and place, with where to report it."""
     from scanner.net.auth import AuthConfigError
     from scanner.errors import ISSUES_URL, describe, is_expected
-    from scanner.store.database import StoreOpenError
+    from scanner.store.errors import StoreOpenError
 
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     if is_expected(exc):

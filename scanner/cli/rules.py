@@ -1,5 +1,6 @@
 """`flowleaks rules`: every rule the engine would run, and the `--rules` / `--rules-only` options
-(custom packs in gitleaks' format, detectors/custom.py) shared by sweep, scan, scan-files and rules.
+(custom packs in gitleaks' format, detectors/custom.py; loaded and checked by scanner/settings.py)
+shared by sweep, scan, scan-files and rules.
 
 The listing shows rule metadata and example counts only: examples are fake values, but a listing has
 no reason to print a token-shaped string.
@@ -10,6 +11,8 @@ import json
 from typing import Any, Callable
 
 import click
+
+from scanner.settings import custom_rules_from
 
 
 def rules_options(f: Callable) -> Callable:
@@ -23,25 +26,12 @@ def rules_options(f: Callable) -> Callable:
                              "(repeatable; the variable takes a path list).")(f)
 
 
-def custom_rules_from(kw: dict) -> Any:
-    """Pop --rules/--rules-only from a command's kwargs → CustomRules or None. A pack that cannot be
-    used is a usage error (one line, exit 2); notes (ignored path-only rules) go to stderr."""
-    from detectors.custom import CustomRulesError, load_packs
-    from detectors.engine import Engine
-
-    files, only = tuple(kw.pop("rules_files", ()) or ()), bool(kw.pop("rules_only", False))
-    if only and not files:
-        raise click.UsageError("--rules-only needs at least one --rules pack")
-    if not files:
-        return None
-    try:
-        custom = load_packs(files, only)
-        Engine(custom=custom)  # the id check against the built-in rules, before any scan starts
-    except CustomRulesError as exc:
-        # one line, exit 2 (cli._invoke turns a ClickException into a usage error): the command line
-        # was fine, the pack is not
-        raise click.ClickException(str(exc)) from None
-    for note in custom.notes:
+def load_rules(kw: dict) -> Any:
+    """Pop --rules/--rules-only → CustomRules or None (scanner/settings.py `custom_rules_from`: a pack
+    that cannot be used is a usage error, one line, exit 2); the pack's notes (ignored path-only
+    rules) go to stderr."""
+    custom = custom_rules_from(kw)
+    for note in custom.notes if custom is not None else ():
         click.echo(f"flowleaks: {note}", err=True)
     return custom
 
@@ -76,9 +66,10 @@ def rules_command(fmt: str, **kw: Any) -> None:
       flowleaks rules
       flowleaks rules --rules acme.toml --format json
     """
-    from detectors.engine import CATALOGUE, Engine
+    from detectors.engine import Engine
+    from detectors.registry import CATALOGUE
 
-    custom = custom_rules_from(kw)
+    custom = load_rules(kw)
     catalogue = {c.id: c for c in CATALOGUE}
     rows = [_describe(r, catalogue) for r in Engine(custom=custom).rules()]
     if fmt == "json":

@@ -5,6 +5,8 @@
     shapes.py   one document → the bodies in it, attributed (environment, flow, run, action, side)
     worker.py   one file → redacted results, in a process pool (nothing but previews and keyed
                 fingerprints leaves a worker)
+    scan.py     the run: the one writer of the store, progress, the outcome
+    summary.py  what a person and a scheduler see of it (the summary, --summary-json)
 
-The command itself (click, the store, progress, summary) is scanner/files/scan.py.
+The command (options, exit status) is scanner/cli/scan_files.py.
 """

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from detectors.payload import key_path
 
-from scanner.posture import unwrap_definition
+from scanner.posture.model import unwrap_definition
 
 FILE_SIDE = "file"  # a body whose place in run history the file does not say
 RUN_SIDES = frozenset({"trigger_inputs", "trigger_outputs", "action_inputs", "action_outputs"})

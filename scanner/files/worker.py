@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from detectors.base import Drop, Hit
 
-from scanner.pipeline.crawl import RedactedHit
+from scanner.pipeline.detection import RedactedHit
 from scanner.errors import describe
 from scanner.files.read import Document, Problem, read
 from scanner.files.shapes import Body, Where, bodies, hint_from_name

@@ -1,1 +1,2 @@
-"""HTTP: the client, pacing, confinement, paging, auth, clouds."""
+"""HTTP, and nothing else sends a request: the client and its retries, errors, pacing, confinement,
+content links, proxies, paging, auth, clouds."""

@@ -1,7 +1,7 @@
 """Tokens for the Flow API and Key Vault: a pre-acquired token, or MSAL (four credential kinds).
 
 A token is a credential for a whole tenant's run history. It is never logged, never put in an
-exception message, and never sent to a host other than the one it was issued for (see http.py).
+exception message, and never sent to a host other than the one it was issued for (see confinement.py).
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from scanner.net.clouds import Cloud
+from scanner.net.errors import unreachable_reason
+from scanner.net.proxy import proxy_bypassed
+from scanner.private import write_private_text
 
 # Lines name the method and the audience, never a token, secret or MSAL's raw result.
 log = logging.getLogger("flowleaks.auth")
@@ -119,8 +122,6 @@ class MsalTokens:
         if self.cfg.ca_bundle:
             session.verify = self.cfg.ca_bundle
         if proxied and self.cfg.proxy:
-            from scanner.net.http import proxy_bypassed
-
             host = urlsplit(self.cloud.authority_host).hostname or ""
             if not proxy_bypassed(host, self.cfg.no_proxy):
                 session.proxies = {"https": self.cfg.proxy}  # https only: the proxy sees a CONNECT, not the token
@@ -151,8 +152,6 @@ class MsalTokens:
 
                 if not isinstance(exc, requests.RequestException):
                     raise
-                from scanner.net.http import unreachable_reason
-
                 url = getattr(getattr(exc, "request", None), "url", None) or self.cloud.authority_host
                 host = urlsplit(str(url)).hostname or "the sign-in host"
                 raise AuthError(f"{self.method}: cannot reach {host} to get a token: "
@@ -231,7 +230,7 @@ class MsalTokens:
             print(flow["message"], file=sys.stderr, flush=True)
             result = app.acquire_token_by_device_flow(flow)
         if app.token_cache.has_state_changed:
-            write_private(cache_path, app.token_cache.serialize())
+            write_token_cache(cache_path, app.token_cache.serialize())
         return result
 
 
@@ -290,13 +289,11 @@ def load_certificate_credential(path: str, password: str | None) -> dict:
     return {"private_key": pem_key, "thumbprint": thumbprint, "public_certificate": pem_cert}
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file that only the owner can read (mode 0600 from creation, not chmod after)."""
+def write_token_cache(path: Path, text: str) -> None:
+    """The MSAL token cache (it holds a refresh token): owner-only from creation, an existing file
+    tightened before it is rewritten (scanner/private.py); its folder is created if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+    write_private_text(path, text)
 
 
 def _first_line(text: str) -> str:

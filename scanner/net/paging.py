@@ -14,7 +14,10 @@ import logging
 from typing import AsyncIterator, Callable
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from scanner.net.http import FlowleaksHttpError, HttpClient, origin, redact_url
+from scanner.net.confinement import origin
+from scanner.net.errors import FlowleaksHttpError, UrlError
+from scanner.net.http import HttpClient
+from scanner.redact import redact_url
 
 log = logging.getLogger("flowleaks.paging")
 
@@ -26,25 +29,19 @@ class PagingError(FlowleaksHttpError):
     reason = "paging error"
 
 
-class ForeignNextLink(PagingError):
+class ForeignNextLink(PagingError, UrlError):
     reason = "nextLink refused"
-
-    def __init__(self, link: str):
-        super().__init__(f"nextLink points to another origin and another path, not followed: {redact_url(link)}")
+    template = "nextLink points to another origin and another path, not followed: {url}"
 
 
-class NextLinkLoop(PagingError):
+class NextLinkLoop(PagingError, UrlError):
     reason = "nextLink loop"
-
-    def __init__(self, link: str):
-        super().__init__(f"nextLink repeats (endless paging stopped): {redact_url(link)}")
+    template = "nextLink repeats (endless paging stopped): {url}"
 
 
-class TooManyPages(PagingError):
+class TooManyPages(PagingError, UrlError):
     reason = "nextLink loop"
-
-    def __init__(self, link: str, pages: int):
-        super().__init__(f"paging stopped after {pages} pages (a nextLink without end?): {redact_url(link)}")
+    template = "paging stopped after {0} pages (a nextLink without end?): {url}"  # (link, pages)
 
 
 def rehome(link: str, home: str) -> str | None:
@@ -90,6 +87,25 @@ async def pages(http: HttpClient, url: str, audience: str, kind: str,
         seen.add(link)
         url = link
     raise TooManyPages(url, max_pages)
+
+
+async def pages_or_error(http: HttpClient, url: str, audience: str, kind: str, max_pages: int,
+                         errors: list[str]) -> AsyncIterator[dict]:
+    """`pages`, for a list read as far as it goes (Key Vault, Dataverse): a paging problem is recorded
+    in `errors` ("reason: message") and ends the list; an HTTP error still propagates."""
+    try:
+        async for page in pages(http, url, audience, kind, max_pages):
+            yield page
+    except PagingError as exc:
+        errors.append(f"{exc.reason}: {exc}")
+
+
+async def items_or_error(http: HttpClient, url: str, audience: str, kind: str, max_pages: int,
+                         errors: list[str]) -> AsyncIterator[dict]:
+    """The object items of `pages_or_error`'s pages."""
+    async for page in pages_or_error(http, url, audience, kind, max_pages, errors):
+        for item in dict_items(page):
+            yield item
 
 
 def dict_items(page: dict) -> list[dict]:

@@ -1,1 +1,1 @@
-"""The crawl and the scan it serves."""
+"""The crawl (plan → runs → content → detection → record), and the scan it serves (sweep.py)."""

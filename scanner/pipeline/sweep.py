@@ -23,7 +23,8 @@ from scanner.api.keyvault import load_vault, vault_url
 from scanner.private import check_output_path
 from scanner.redact import redact_url
 from scanner.pipeline.shard import key_id
-from scanner.store.database import Store, fingerprint_key
+from scanner.store.database import Store
+from scanner.keys import fingerprint_key
 from scanner.store.suppressions import apply_suppressions
 
 log = logging.getLogger("flowleaks.sweep")
@@ -171,18 +172,8 @@ def count_open(store: Store, options: CrawlOptions, scan_id: str) -> int:
     they are resolved or suppressed. A scope names environments and flows by id or display name
     (as `--env`/`--flow` accept them), so both are matched, through the stored names."""
     if options.kind != "scan":
-        return store.query("SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0][0]
-    sql, params = "SELECT count(*) FROM findings f WHERE f.status = 'open'", []
-    if options.environments:
-        sql += (" AND (list_contains($envs, lower(f.environment)) OR EXISTS (SELECT 1 FROM environments e "
-                "WHERE e.environment = f.environment AND list_contains($envs, lower(e.display_name))))")
-        params.append(("envs", [e.lower() for e in options.environments]))
-    if options.flows:
-        sql += (" AND (list_contains($flows, lower(f.flow_id)) OR EXISTS (SELECT 1 FROM flows w "
-                "WHERE w.environment = f.environment AND w.flow_id = f.flow_id "
-                "AND list_contains($flows, lower(w.display_name))))")
-        params.append(("flows", [f.lower() for f in options.flows]))
-    return store.con.execute(sql, dict(params)).fetchall()[0][0]
+        return store.open_in_scan(scan_id)
+    return store.open_in_scope(options.environments, options.flows)
 
 
 def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None = None,
@@ -208,8 +199,7 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
                                            transport, dataverse))
         except Exception as exc:
             store.finish_scan(scan_id, complete=False, status="failed", error=describe(exc))
-            runs, flows = store.query("SELECT count(*), count(DISTINCT environment || '/' || flow_id) FROM runs "
-                                      "WHERE scan_id = ?", [scan_id])[0]
+            runs, flows = store.runs_stored(scan_id)
             if not runs:  # nothing to resume: the cause alone is the whole story
                 raise ScanFailed(describe(exc)) from exc
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
@@ -223,8 +213,7 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
                                     f"shard {sh.index} of {sh.count}; its findings and exit code speak for "
                                     f"this shard only (combine the shards with flowleaks merge)")
         outcome.open_findings = count_open(store, options, scan_id)
-        outcome.new_findings = store.query("SELECT count(*) FROM findings WHERE first_scan_id = ? "
-                                           "AND status = 'open'", [scan_id])[0][0]
+        outcome.new_findings = store.new_open_in_scan(scan_id)
         s, h = outcome.stats, outcome.http
         store.finish_scan(
             scan_id, complete=outcome.complete,

@@ -1,4 +1,5 @@
-"""`flowleaks lint PATH…`: posture rules over flow definitions and solutions, offline.
+"""`flowleaks lint PATH…`: posture rules over flow definitions and solutions, offline (the command
+itself, its options and output handling, is scanner/cli/lint.py).
 
 Inputs (each PATH may be any of these; directories are walked like an unpacked zip):
 
@@ -22,20 +23,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
-
-import click
+from typing import IO, Any, Iterator
 
 from scanner import __version__
-from scanner.posture import model as definition
-from scanner import posture
+from scanner.errors import InputError
+from scanner.keys import fingerprint_key
+from scanner.posture import model
+from scanner.posture.analyze import analyze_definition
+from scanner.posture.base import SEVERITIES, SEVERITY_RANK, PostureFinding
+from scanner.posture.rules import RULES
+from scanner.posture.rules.PA007 import analyze_environment
+from scanner.posture.solution import (EnvVarDef, is_deployment_settings, parse_env_var_definition_xml,
+                                      parse_env_var_values_json)
+from scanner.private import open_private
 from scanner.report import sarif
-from scanner.posture import PostureFinding
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a single definition/XML larger than this is skipped (reported)
 MAX_TOTAL_BYTES = 512 * 1024 * 1024  # per zip: guard against zip bombs
@@ -69,7 +73,7 @@ class LintReport:
     files: int = 0
 
     def counts(self) -> dict[str, int]:
-        c = {s: 0 for s in posture.SEVERITIES}
+        c = {s: 0 for s in SEVERITIES}
         for r in self.results:
             c[r.finding.severity] += 1
         return c
@@ -112,7 +116,7 @@ def _action_line(text: str | None, f: PostureFinding) -> int | None:
 
 def _definitions_in(doc: Any, fallback_name: str) -> list[tuple[str, dict]]:
     """(flow name, definition) pairs found in a JSON document."""
-    d = posture.definition_of(doc)
+    d = model.definition_of(doc)
     if d is not None:
         name = fallback_name
         if isinstance(doc, dict):
@@ -123,7 +127,7 @@ def _definitions_in(doc: Any, fallback_name: str) -> list[tuple[str, dict]]:
     if isinstance(doc, dict) and isinstance(doc.get("resources"), list):  # ARM template / export
         for res in doc["resources"]:
             if isinstance(res, dict) and str(res.get("type", "")).lower().endswith("/workflows"):
-                dd = posture.unwrap_definition(res)
+                dd = model.unwrap_definition(res)
                 if dd is not None:
                     out.append((str(res.get("name") or fallback_name), dd))
     if isinstance(doc, dict) and isinstance(doc.get("value"), list):  # Flow API list response
@@ -133,7 +137,7 @@ def _definitions_in(doc: Any, fallback_name: str) -> list[tuple[str, dict]]:
 
 
 class _Linter:
-    def __init__(self, engine: Any, key: bytes):
+    def __init__(self, engine: Any | None, key: bytes):
         self.engine = engine
         self.key = key
         self.report = LintReport()
@@ -143,10 +147,10 @@ class _Linter:
         self.report.flows += 1
         where = f"{path}{'!' + member if member else ''}"
         # parts the readers cannot read are not checked: say so (an error: lint cannot call it clean)
-        for problem in definition.problems(d):
+        for problem in model.problems(d):
             self.report.errors.append(f"{where}: definition unreadable at {problem}")
         try:
-            fs = posture.analyze_definition(d, flow_name=flow, engine=self.engine, key=self.key)
+            fs = analyze_definition(d, flow_name=flow, engine=self.engine, key=self.key)
         except Exception as e:  # noqa: BLE001
             self.report.errors.append(f"{path}{'!' + member if member else ''}: cannot analyse: {type(e).__name__}")
             return
@@ -155,8 +159,8 @@ class _Linter:
             self.report.results.append(Located(f, path, member, _action_line(text, f)))
 
     def _settings(self, path: str, member: str, text: str, doc: dict, env_defs: list) -> None:
-        fs = posture.analyze_environment(env_defs, settings=doc, settings_artifact=member or path,
-                                         engine=self.engine, key=self.key)
+        fs = analyze_environment(env_defs, settings=doc, settings_artifact=member or path,
+                                 engine=self.engine, key=self.key)
         # env_defs findings are reported with the solution; keep only the settings ones here
         for f in fs:
             if f.json_path.startswith("$.EnvironmentVariables"):
@@ -171,7 +175,7 @@ class _Linter:
             if strict:
                 self.report.errors.append(f"{where}: {_why_unreadable(e)}")
             return
-        if posture.is_deployment_settings(doc):
+        if is_deployment_settings(doc):
             self._settings(path, member, text, doc, env_defs or [])
             return
         stem = PurePosixPath(member or path).stem
@@ -186,7 +190,7 @@ class _Linter:
     # -- containers ------------------------------------------------------------------------------------
     def members(self, path: str, entries: Iterator[tuple[str, bytes | None]]) -> None:
         """Files of a zip or directory: (posix relative name, bytes or None when too large)."""
-        defs: list[posture.EnvVarDef] = []
+        defs: list[EnvVarDef] = []
         values: dict[str, str] = {}
         def_texts: dict[str, str] = {}
         value_members: dict[str, tuple[str, str]] = {}
@@ -198,7 +202,7 @@ class _Linter:
                 continue
             if low.endswith("environmentvariabledefinition.xml"):
                 try:
-                    d = posture.parse_env_var_definition_xml(data, artifact=name)
+                    d = parse_env_var_definition_xml(data, artifact=name)
                 except Exception as e:  # noqa: BLE001
                     self.report.errors.append(f"{path}!{name}: cannot parse ({type(e).__name__})")
                     continue
@@ -206,7 +210,7 @@ class _Linter:
                 def_texts[d.schemaname] = data.decode("utf-8-sig", "replace")
             elif low.endswith("environmentvariablevalues.json"):
                 try:
-                    vals = posture.parse_env_var_values_json(_read_json(data))
+                    vals = parse_env_var_values_json(_read_json(data))
                 except Exception as e:  # noqa: BLE001
                     self.report.errors.append(f"{path}!{name}: {_why_unreadable(e)}")
                     continue
@@ -222,7 +226,7 @@ class _Linter:
             strict = low.startswith("workflows/") or low.endswith("/definition.json") or low == "definition.json"
             self.json_doc(path, name, data, strict=strict, env_defs=defs)
         if defs or values:
-            for f in posture.analyze_environment(defs, values, engine=self.engine, key=self.key):
+            for f in analyze_environment(defs, values, engine=self.engine, key=self.key):
                 member = f.artifact
                 text = def_texts.get(f.action)
                 if f.json_path.startswith("$.environmentvariablevalues") and f.action in value_members:
@@ -260,7 +264,6 @@ class _Linter:
 
 
 def _with_artifact(f: PostureFinding, artifact: str) -> PostureFinding:
-    from dataclasses import replace
     return replace(f, artifact=artifact)
 
 
@@ -296,26 +299,19 @@ def _dir_entries(root: Path) -> Iterator[tuple[str, bytes | None]]:
             yield rel, p.read_bytes()
 
 
-def lint_paths(paths: list[Path | str], *, engine: Any = None, key: bytes | None = None) -> LintReport:
-    """Lint files/zips/directories. `engine`: None = default detection engine (if importable), False = none."""
-    eng = posture.default_engine() if engine is None else (engine or False)
-    linter = _Linter(eng if eng is not None else False, key if key is not None else fingerprint_key())
+def lint_paths(paths: list[Path | str], *, engine: Any | None, key: bytes | None = None) -> LintReport:
+    """Lint files/zips/directories. `engine`: the detection engine for generic hits on literal strings
+    (the caller's: scanner/cli/lint.py builds one), or None for the rules' own checks alone."""
+    linter = _Linter(engine, key if key is not None else fingerprint_key(None))
     for p in paths:
         p = Path(p)
         if not p.exists():
             linter.report.errors.append(f"{p}: no such file or directory")
             continue
         linter.path(p)
-    linter.report.results.sort(key=lambda r: (-posture.SEVERITY_RANK[r.finding.severity], r.display,
+    linter.report.results.sort(key=lambda r: (-SEVERITY_RANK[r.finding.severity], r.display,
                                               r.line or 0, r.finding.rule_id))
     return linter.report
-
-
-def fingerprint_key() -> bytes:
-    """FLOWLEAKS_FINGERPRINT_KEY (UTF-8) when set; else a random per-run key (never an empty key:
-    an unkeyed hash of a weak password can be guessed)."""
-    k = os.environ.get("FLOWLEAKS_FINGERPRINT_KEY")
-    return k.encode("utf-8") if k else secrets.token_bytes(32)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -329,7 +325,7 @@ def to_json(report: LintReport) -> dict[str, Any]:
 
 
 def to_sarif(report: LintReport) -> dict[str, Any]:
-    rules = [posture.RULES[rid].to_sarif() for rid in posture.RULES]  # all rules, so ids are stable
+    rules = [RULES[rid].to_sarif() for rid in RULES]  # all rules, so ids are stable
     results = []
     for r in report.results:
         f = r.finding
@@ -362,7 +358,8 @@ def to_sarif(report: LintReport) -> dict[str, Any]:
     return sarif.sarif_log(rules, results, invocation=inv)
 
 
-def _table(report: LintReport, out) -> None:
+def write_table(report: LintReport, out: IO[str]) -> None:
+    """The report as a table and a count line (what `flowleaks lint` prints by default)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -402,63 +399,25 @@ def _term_width() -> int:
         return 160
 
 
-class _OutputError(click.FileError):
-    exit_code = 2  # the report could not be written: a usage error, never "findings" (click's 1)
-
-
-def _write_report(output: Path, report: LintReport, text: str | None) -> None:
+def write_report(output: Path, report: LintReport, text: str | None) -> None:
+    """The report (`text`, or the table when None) to a file created private (scanner/private.py).
+    A file that cannot be opened is an InputError in click's words for it (exit 2, never "findings")."""
     try:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fh = open_private(output, "w")
     except OSError as e:
-        raise _OutputError(str(output), hint=e.strerror or type(e).__name__) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        raise InputError(f"Could not open file {str(output)!r}: {e.strerror or type(e).__name__}") from None
+    with fh:
         if text is None:
-            _table(report, fh)
+            write_table(report, fh)
         else:
             fh.write(text)
 
 
 def exit_code(report: LintReport, fail_on: str) -> int:
+    """0 no finding at/above `fail_on` ('never': none counts), 1 findings at/above it, 2 input errors."""
     if report.errors:
         return 2
     if fail_on == "never":
         return 0
-    threshold = posture.SEVERITY_RANK[fail_on]
-    return 1 if any(posture.SEVERITY_RANK[r.finding.severity] >= threshold for r in report.results) else 0
-
-
-@click.command("lint")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--fail-on", type=click.Choice(["high", "medium", "low", "never"]), default="high",
-              show_default=True, help="Exit 1 when a finding is at or above this severity.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif"]), default="table",
-              show_default=True, help="Output format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report to FILE instead of stdout.")
-def lint_command(paths: tuple[Path, ...], fail_on: str, fmt: str, output: Path | None) -> None:
-    """Check flow definitions, flow packages, solutions and deployment settings for settings that
-    leak secrets into run history (rules PA001-PA007), without calling any API.
-
-    PATH can be a definition JSON (bare, {properties:{definition}} or an ARM export), a flow package
-    or solution .zip, an unpacked solution directory, a deployment settings JSON or an
-    environmentvariabledefinition.xml.
-
-    Exit status: 0 no finding at/above --fail-on, 1 findings at/above it, 2 usage error or unreadable
-    input. Secret values are never printed: literal credentials show as a short preview.
-    """
-    report = lint_paths(list(paths))
-    if fmt == "json":
-        text = json.dumps(to_json(report), indent=2, ensure_ascii=False) + "\n"
-    elif fmt == "sarif":
-        text = json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"
-    else:
-        text = None
-    if output is not None:
-        _write_report(output, report, text)
-    elif text is None:
-        _table(report, sys.stdout)
-    else:
-        click.echo(text, nl=False)
-    for e in report.errors:
-        click.echo(f"flowleaks lint: {e}", err=True)
-    click.get_current_context().exit(exit_code(report, fail_on))
+    threshold = SEVERITY_RANK[fail_on]
+    return 1 if any(SEVERITY_RANK[r.finding.severity] >= threshold for r in report.results) else 0

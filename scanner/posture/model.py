@@ -1,6 +1,7 @@
-"""The one reader of a Logic Apps / Power Automate workflow definition: its triggers and actions
-(nested ones included), and small facts read off them (action types, trigger type, connectors, the
-sides each action secures).
+"""The one reader of a Logic Apps / Power Automate workflow definition: the definition inside the
+wrappings it comes in (`unwrap_definition`), its triggers and actions (nested ones included), the
+strings of a node with their JSON paths, and small facts read off them (action types, trigger type,
+connectors, the sides each action secures).
 
 The definition comes from the API and may be malformed: `triggers` as a list, `else` as a string,
 `actions` as null, names that are not strings, scopes nested without end. Every function here is
@@ -24,9 +25,10 @@ Paths use the notation of detectors/payload.py (`$.actions.Scope_1.else`, `$.act
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from detectors.payload import key_path
 
 # Logic Apps allows 8 levels of nested actions; far deeper is not a real definition, and reading
 # it would only cost time (the reader is iterative, so depth alone cannot overflow the stack).
@@ -34,16 +36,13 @@ MAX_NESTING = 32
 MAX_PROBLEMS = 20
 _MAX_PATH_CHARS = 240  # a path through long or many action names is cut in its middle
 
-_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")  # same notation as detectors/payload.py (contract)
 _NESTED = ("actions", "else", "cases", "default")
+_CONTAINERS = frozenset({"scope", "if", "switch", "foreach", "until"})  # types whose nodes hold actions
 _ANY_INPUTS = frozenset({"compose"})  # Compose takes any JSON value as its inputs
-
-
-def seg(name: str) -> str:
-    """A member segment of a JSON path: `.name`, or `['a b']` when the name is not an identifier."""
-    if _IDENT.match(name):
-        return "." + name
-    return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+_MAX_WRAPPING = 8  # {definition:{definition:…}} deeper than this is not a flow
+# Containers deeper than this (in one action's inputs) are not read: the detection engine's walker
+# stops at the same depth, and a recursive helper must not meet a value nested a thousand deep.
+MAX_VALUE_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,7 @@ def _members(container: dict, base: str, probs: _Problems) -> Iterator[tuple[str
         if not isinstance(name, str):
             probs.add(base, f"a name is {_type_name(name)}, expected string")
             continue
-        path = base + seg(name)
+        path = key_path(base, name)
         if isinstance(node, dict):
             yield name, path, node
         else:
@@ -135,7 +134,7 @@ def _check_node(node: dict, path: str, probs: _Problems) -> None:
     run_after = probs.field(node, "runAfter", path + ".runAfter", dict, "object")
     if run_after:
         for name, states in run_after.items():
-            _string_array(states, path + ".runAfter" + seg(str(name)), probs)
+            _string_array(states, key_path(path + ".runAfter", str(name)), probs)
     _secure_props(node, path, probs)
 
 
@@ -236,6 +235,57 @@ def secure_props(node: Any) -> frozenset[str]:
     """The sides a node secures ({'inputs', 'outputs'}, lowercased) from
     runtimeConfiguration.secureData.properties; frozenset() when that is absent or unreadable."""
     return _secure_props(node, "$", _Problems()) if isinstance(node, dict) else frozenset()
+
+
+def text(value: Any) -> str:
+    """A field read as text: a string as written, anything else as absent ('' — not str() of it,
+    which could be huge, recurse without end, or put a malformed part into a message)."""
+    return value if isinstance(value, str) else ""
+
+
+def without_nested(node: dict) -> dict:
+    """The action node without its nested actions (those are read on their own)."""
+    if node_type(node).lower() not in _CONTAINERS:
+        return node
+    return {k: v for k, v in node.items() if k not in _NESTED}
+
+
+def strings(obj: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, string) for every string in obj, in document order, down to MAX_VALUE_DEPTH; iterative."""
+    stack: list[tuple[Any, str, int]] = [(obj, path, 0)]
+    while stack:
+        node, p, depth = stack.pop()
+        if isinstance(node, str):
+            yield p, node
+        elif depth >= MAX_VALUE_DEPTH:
+            continue
+        elif isinstance(node, dict):
+            stack.extend(reversed([(v, key_path(p, str(k)), depth + 1) for k, v in node.items()]))
+        elif isinstance(node, list):
+            stack.extend(reversed([(v, f"{p}[{i}]", depth + 1) for i, v in enumerate(node)]))
+
+
+def unwrap_definition(doc: Any) -> dict | None:
+    """The workflow definition inside a bare definition, `{properties:{definition}}` or `{definition}`."""
+    for _ in range(_MAX_WRAPPING):
+        if not isinstance(doc, dict):
+            return None
+        if isinstance(doc.get("triggers"), dict) or isinstance(doc.get("actions"), dict):
+            return doc
+        props = doc.get("properties")
+        if isinstance(props, dict) and isinstance(props.get("definition"), dict):
+            return props["definition"]
+        doc = doc.get("definition")
+    return None
+
+
+def definition_of(doc: Any) -> dict | None:
+    """unwrap_definition, or the document itself when it is shaped like a definition (it has
+    `triggers` or `actions`) even if those are unreadable: its readable parts are still analysed."""
+    d = unwrap_definition(doc)
+    if d is None and isinstance(doc, dict) and ("triggers" in doc or "actions" in doc):
+        return doc
+    return d
 
 
 def iter_actions(definition: Any) -> Iterator[tuple[str, dict]]:

@@ -130,8 +130,8 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     A retry overwrites the earlier failure of the same request.
     """
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, origin_map: dict[str, str] | None = None):
-        self.inner = inner
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None, origin_map: dict[str, str] | None = None):
+        self.inner = inner or httpx.AsyncHTTPTransport()  # the client's own kind of transport, wrapped
         self.origin_map = origin_map or {}  # e.g. a fake's loopback origins -> the real hosts' names
         self.by_key: dict[tuple[str, str], Interaction] = {}
         # the replay's anchor: made just before the sweep starts, as its window is

@@ -1,79 +1,24 @@
-"""`flowleaks export`: findings as JSON Lines, CSV, Parquet (DuckDB COPY) or SARIF 2.1.0.
+"""`flowleaks export`: findings as JSON Lines, CSV, Parquet or SARIF 2.1.0.
 
-Exported columns are an explicit list of redacted fields (preview, keyed fingerprint, location,
-rule, lifecycle); no column that could hold a value is ever selected. Files are mode 0600 from
-creation, through scanner.private (also when the file existed, and when DuckDB writes it).
+The findings and their columns are scanner/store/export.py (SQL; JSON Lines, CSV and Parquet written
+there by DuckDB's COPY); this module shapes SARIF from the same rows. Every file is mode 0600 from
+creation, through scanner.private. The command is scanner/cli/export.py.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import click
-import duckdb
-
-# The one private-file writer of the project: COPY output and SARIF alike are 0600 from creation.
-from scanner.private import private_output as private_file
-from scanner.private import check_output_path, write_private_text
-from scanner.store.query import CommandError, _one_line, _sql_literal, connect_read_only, db_option
+from scanner.private import write_private_text
+from scanner.report.sarif import artifact_uri, flow_uri, level_for, rule_descriptor, sarif_log
+from scanner.report.sarif import result as sarif_result
+from scanner.store.export import copy_findings, export_rows
+from scanner.store.query import Connection
 
 EXPORT_FORMATS = ("jsonl", "csv", "sarif", "parquet")
-STATUS_FILTERS = {
-    "unresolved": "f.status IN ('open', 'suppressed')",
-    "open": "f.status = 'open'",
-    "all": "TRUE",
-}
-
-# The only columns an export ever carries (all redacted by construction).
-EXPORT_SELECT = """
-SELECT f.finding_id, f.status, f.environment, e.display_name AS environment_name,
-       f.flow_id, fl.display_name AS flow_name, fl.creator,
-       f.run_id, coalesce(r.start_time, f.run_start) AS run_start,
-       f.action, f.repetition, f.side, f.json_path, f.decoding, f.file,
-       f.rule_id, f.detector, f.confidence, f.severity,
-       f.preview, f.secret_length, f.fingerprint, f.visible, f.known_secret,
-       f.message, f.cause, f.remediation,
-       f.first_seen, f.last_seen, f.first_scan_id, f.scan_id AS last_scan_id,
-       (SELECT s.reason FROM suppressions s
-         WHERE (s.fingerprint = f.fingerprint OR s.fingerprint = f.finding_id)
-           AND (s.rule_id IS NULL OR s.rule_id = f.rule_id)
-         ORDER BY (s.expires_at IS NULL OR s.expires_at > {now}) DESC, s.created_at DESC
-         LIMIT 1) AS suppression_reason
-FROM findings f
-LEFT JOIN flows fl ON fl.environment = f.environment AND fl.flow_id = f.flow_id
-LEFT JOIN environments e ON e.environment = f.environment
-LEFT JOIN runs r ON r.environment = f.environment AND r.flow_id = f.flow_id AND r.run_id = f.run_id
-WHERE {where}
-ORDER BY f.environment, f.flow_id, f.run_id NULLS FIRST, f.action, f.side, f.json_path, f.rule_id, f.finding_id
-"""
-
-
-def export_sql(status: str) -> str:
-    from scanner.store.database import utcnow
-
-    # a literal, not a parameter: COPY takes no parameters; naive UTC like every stored timestamp
-    now = "TIMESTAMP '" + utcnow().isoformat(sep=" ") + "'"
-    return EXPORT_SELECT.format(where=STATUS_FILTERS[status], now=now)
-
-
-def copy_findings(con: duckdb.DuckDBPyConnection, fmt: str, out: str, status: str = "unresolved") -> int:
-    """jsonl / csv / parquet through DuckDB's COPY; returns the number of rows written."""
-    options = {"jsonl": "FORMAT json", "csv": "FORMAT csv, HEADER true",
-               "parquet": "FORMAT parquet, COMPRESSION zstd"}[fmt]
-    sql = export_sql(status)
-    with private_file(out):
-        res = con.execute(f"COPY ({sql}) TO {_sql_literal(out)} ({options})").fetchall()
-    return int(res[0][0]) if res and res[0][0] is not None else 0
-
-
-# -- SARIF ------------------------------------------------------------------------------------------
-
-_RANK = {"high": 3, "medium": 2, "low": 1}
 
 
 def _level(severity: str | None, confidence: str | None) -> str:
-    from scanner.report.sarif import level_for
-
     return level_for((severity or confidence or "medium").lower())
 
 
@@ -81,7 +26,7 @@ def _known_rule_descriptors() -> dict[str, dict[str, Any]]:
     """Descriptions of our own rules when their modules load; export works without them."""
     out: dict[str, dict[str, Any]] = {}
     try:
-        from scanner.posture import RULES as POSTURE_RULES
+        from scanner.posture.rules import RULES as POSTURE_RULES
 
         for rid, r in POSTURE_RULES.items():
             out[rid] = r.to_sarif()
@@ -90,12 +35,9 @@ def _known_rule_descriptors() -> dict[str, dict[str, Any]]:
     try:
         from detectors.powerplatform import rules as pp_rules
 
-        from scanner.report.sarif import rule_descriptor
-
         for r in pp_rules():
             out.setdefault(r.id, rule_descriptor(
-                r.id, r.description, r.description, r.description,
-                level={"high": "error", "medium": "warning", "low": "note"}.get(r.confidence, "warning"),
+                r.id, r.description, r.description, r.description, level=level_for(r.confidence),
                 properties={"tags": ["security", "secrets", "power-automate"], "detector": r.kind}))
     except Exception:  # noqa: BLE001
         pass
@@ -124,9 +66,6 @@ def _where(row: dict[str, Any]) -> str:
 
 
 def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from scanner.report.sarif import artifact_uri, flow_uri, rule_descriptor, sarif_log
-    from scanner.report.sarif import result as sarif_result
-
     known = _known_rule_descriptors()
     rules: dict[str, dict[str, Any]] = {}
     results = []
@@ -184,46 +123,16 @@ def sarif_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return sarif_log(list(rules.values()), results)
 
 
-def export_sarif(con: duckdb.DuckDBPyConnection, out: str, status: str = "unresolved") -> int:
-    rel = con.sql(export_sql(status))
-    cols = rel.columns
-    rows = [dict(zip(cols, r)) for r in rel.fetchall()]
+def export_sarif(con: Connection, out: str, status: str = "unresolved") -> int:
+    rows = export_rows(con, status)
     log = sarif_from_rows(rows)
     write_private_text(out, json.dumps(log, indent=2, default=str, ensure_ascii=False) + "\n")
     return len(rows)
 
 
-def export_findings(con: duckdb.DuckDBPyConnection, fmt: str, out: str, status: str = "unresolved") -> int:
+def export_findings(con: Connection, fmt: str, out: str, status: str = "unresolved") -> int:
+    """Write the findings of `status` to `out` in `fmt`; returns how many. InputError when the database
+    cannot give them (exit 2), OSError when `out` cannot be written."""
     if fmt == "sarif":
         return export_sarif(con, out, status)
     return copy_findings(con, fmt, out, status)
-
-
-@click.command("export")
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
-              help="jsonl (one finding per line), csv, parquet, or sarif (2.1.0, for code-scanning dashboards).")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="File to write (created mode 0600, missing folders too; replaced if it exists).")
-@click.option("--status", type=click.Choice(tuple(STATUS_FILTERS)), default="unresolved", show_default=True,
-              help="unresolved = open + suppressed (with a status column), open, or all (resolved too).")
-@db_option
-def export_command(fmt: str, out: str, status: str, db: str) -> None:
-    """Export findings: previews, keyed fingerprints and locations only (never a secret value).
-
-    \b
-    Examples:
-      flowleaks export --format sarif --out flowleaks.sarif
-      flowleaks export --format parquet --status all --out findings.parquet
-    """
-    check_output_path(out, "--out")  # missing folders are created, as for every output path
-    con = connect_read_only(db)
-    try:
-        try:
-            n = export_findings(con, fmt, out, status)
-        except duckdb.Error as exc:
-            raise CommandError(f"export failed: {_one_line(exc)}") from None
-        except OSError as exc:
-            raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        con.close()
-    click.echo(f"exported {n} finding{'s' if n != 1 else ''} ({status}) to {out} as {fmt}", err=True)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scanner.store.database import Store
+from scanner.store.summaries import scan_counts
 
 err_console = Console(stderr=True, highlight=False)
 # Piped or logged output gets room for environment names instead of rich's 80-column default.
@@ -69,19 +70,8 @@ class Progress:
 def print_summary(db: str, outcome: Any) -> None:
     store = Store(db, read_only=True)
     try:
-        # new = first seen by this scan; what earlier scans reported already is a count, not a reprint
-        by_rule = store.query(
-            "SELECT rule_id, environment, count(*) AS n, count(DISTINCT fingerprint) AS secrets "
-            "FROM findings WHERE first_scan_id = ? AND status = 'open' GROUP BY ALL ORDER BY n DESC, rule_id",
-            [outcome.scan_id])
-        skipped = store.query(
-            "SELECT reason, count(*) FROM skipped WHERE scan_id = ? GROUP BY reason ORDER BY 2 DESC",
-            [outcome.scan_id])
-        # scan-wide causes (nothing listed, a failed listing of environments) carry the fix in detail
-        hints = store.query("SELECT DISTINCT detail FROM skipped WHERE scan_id = ? AND environment IS NULL "
-                            "AND flow_id IS NULL AND detail <> '' ORDER BY 1 LIMIT 5", [outcome.scan_id])
-        # the header names what ran (sweep, scan, record): the scans row is the one record of it
-        kind = (store.query("SELECT kind FROM scans WHERE scan_id = ?", [outcome.scan_id]) or [("scan",)])[0][0]
+        counts = scan_counts(store, outcome.scan_id)
+        kind, by_rule, skipped = counts.kind, counts.new_by_rule, counts.skipped
     finally:
         store.close()
     s, h = outcome.stats, outcome.http
@@ -117,7 +107,7 @@ def print_summary(db: str, outcome: Any) -> None:
         for reason, n in skipped:
             t.add_row(reason, str(n))
         out_console.print(t)
-    for (hint,) in hints:
+    for hint in counts.hints:
         out_console.print(f"[red]![/red] {escape(hint)}")
     scope_error = outcome.scope_error()
     if scope_error:

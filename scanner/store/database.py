@@ -1,15 +1,14 @@
-"""DuckDB store: the contract tables of DESIGN.md, batched writes, private files.
+"""DuckDB store: the Store (one connection, batched writes, private files) and the rows it takes.
 
 The store knows nothing of HTTP or detectors: it takes plain rows (tuples/dicts of redacted data).
 Nothing that reaches this module may hold a secret value; findings carry preview + fingerprint only.
+The tables, their columns and versions are scanner/store/schema.py.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
-import secrets
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -19,197 +18,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 
-from scanner.private import private_dir, private_umask, tighten_file, write_private_text
-from scanner.store.views import create_views
+from scanner.private import private_dir, private_umask, tighten_file
+from scanner.store.errors import open_error
+from scanner.store.schema import (ACTIONS, CONTENT_RESULTS, ENVIRONMENTS, FILE_FILTERED_COLUMNS, FILE_FINDING_COLUMNS,
+                                  FILE_SKIPPED_COLUMNS, FILTERED, FILTERED_COLUMNS, FINDING_COLUMNS, FINDINGS, FLOWS,
+                                  RUNS, SKIPPED, SKIPPED_COLUMNS, WATERMARKS, Table, check_readable,
+                                  prepare)
 
-SCHEMA_VERSION = 1
 INSERT_CHUNK = 5000  # rows per INSERT statement
 DB_MEMORY_LIMIT = os.environ.get("FLOWLEAKS_DB_MEMORY", "128MB")
-
-# Columns named in DESIGN.md are the contract; the rest are ours and may grow.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key VARCHAR PRIMARY KEY, value VARCHAR);
-
-CREATE TABLE IF NOT EXISTS scans(
-  scan_id VARCHAR PRIMARY KEY,
-  kind VARCHAR,                 -- sweep | scan | scan-files | lint
-  started_at TIMESTAMP,
-  finished_at TIMESTAMP,
-  status VARCHAR,               -- running | complete | incomplete | failed
-  complete BOOLEAN,
-  params JSON,
-  environments_planned INTEGER, environments_scanned INTEGER,
-  flows_planned INTEGER, flows_scanned INTEGER,
-  runs_planned INTEGER, runs_scanned INTEGER,
-  content_fetched INTEGER, content_reused INTEGER, bytes_downloaded BIGINT,
-  requests INTEGER, throttled INTEGER, retries INTEGER,
-  skipped INTEGER, findings INTEGER,
-  error VARCHAR
-);
-
-CREATE TABLE IF NOT EXISTS environments(
-  environment VARCHAR PRIMARY KEY,
-  display_name VARCHAR,
-  location VARCHAR,
-  is_default BOOLEAN,
-  flow_endpoint VARCHAR,
-  scan_id VARCHAR,
-  last_seen TIMESTAMP
-);
-
-CREATE TABLE IF NOT EXISTS flows(
-  environment VARCHAR NOT NULL,
-  flow_id VARCHAR NOT NULL,
-  display_name VARCHAR,
-  creator VARCHAR,              -- creator object id (Entra ID)
-  state VARCHAR,
-  definition_hash VARCHAR,      -- sha256 of the canonical definition JSON
-  created_time TIMESTAMP,
-  last_modified_time TIMESTAMP,
-  trigger_type VARCHAR,
-  connectors VARCHAR[],
-  modified_marker VARCHAR,      -- lastModifiedTime as the API gave it: unchanged flows are not re-read
-  scan_id VARCHAR,
-  last_seen TIMESTAMP,
-  PRIMARY KEY(environment, flow_id)
-);
-
-CREATE TABLE IF NOT EXISTS runs(
-  environment VARCHAR NOT NULL,
-  flow_id VARCHAR NOT NULL,
-  run_id VARCHAR NOT NULL,
-  start_time TIMESTAMP,         -- UTC (the API's 7th fractional digit is dropped here; see watermarks)
-  end_time TIMESTAMP,
-  status VARCHAR,
-  scan_id VARCHAR,
-  trigger_name VARCHAR,
-  actions INTEGER,
-  content_scanned INTEGER,
-  content_skipped INTEGER,
-  scanned_at TIMESTAMP,
-  PRIMARY KEY(environment, flow_id, run_id)
-);
-
-CREATE TABLE IF NOT EXISTS actions(
-  action_key VARCHAR PRIMARY KEY,   -- hash of environment, flow, run, action, repetition: a rescan replaces
-  environment VARCHAR, flow_id VARCHAR, run_id VARCHAR,
-  action VARCHAR, repetition VARCHAR,
-  status VARCHAR, code VARCHAR,
-  inputs_secured BOOLEAN, outputs_secured BOOLEAN,
-  inputs_size BIGINT, outputs_size BIGINT,
-  scan_id VARCHAR
-);
-
-CREATE TABLE IF NOT EXISTS findings(
-  finding_id VARCHAR PRIMARY KEY,   -- stable: hash of location + rule + fingerprint
-  scan_id VARCHAR,                  -- the scan that last saw it
-  environment VARCHAR,
-  flow_id VARCHAR,
-  run_id VARCHAR,
-  action VARCHAR,
-  repetition VARCHAR,
-  side VARCHAR,
-  json_path VARCHAR,
-  rule_id VARCHAR,
-  detector VARCHAR,                 -- pattern | entropy | known_value | posture
-  fingerprint VARCHAR,              -- hex HMAC-SHA256(key, secret)
-  preview VARCHAR,                  -- 'ghp_…(40)'
-  secret_length INTEGER,
-  visible BOOLEAN,
-  known_secret VARCHAR,             -- vault/name or input line for known values; never the value
-  first_seen TIMESTAMP,
-  last_seen TIMESTAMP,
-  status VARCHAR,                   -- open | suppressed | resolved
-  confidence VARCHAR,
-  decoding VARCHAR,
-  severity VARCHAR,
-  message VARCHAR,
-  cause VARCHAR,                    -- posture rule + action that explains a run finding
-  remediation VARCHAR,
-  run_start TIMESTAMP,
-  first_scan_id VARCHAR,
-  file VARCHAR                      -- scan-files: the file as given (null for API scans)
-);
-
-CREATE TABLE IF NOT EXISTS skipped(
-  scan_id VARCHAR,
-  environment VARCHAR,
-  flow_id VARCHAR,
-  run_id VARCHAR,
-  action VARCHAR,
-  side VARCHAR,
-  reason VARCHAR,
-  detail VARCHAR,
-  repetition VARCHAR,
-  recorded_at TIMESTAMP,
-  file VARCHAR
-);
-
-CREATE TABLE IF NOT EXISTS filtered(
-  scan_id VARCHAR,
-  environment VARCHAR, flow_id VARCHAR, run_id VARCHAR, action VARCHAR, side VARCHAR,
-  json_path VARCHAR,
-  rule_id VARCHAR,
-  filter VARCHAR,
-  recorded_at TIMESTAMP,
-  file VARCHAR
-);
-
-CREATE TABLE IF NOT EXISTS watermarks(
-  environment VARCHAR NOT NULL,
-  flow_id VARCHAR NOT NULL,
-  last_run_start TIMESTAMP,
-  running_runs VARCHAR[],          -- runs still Running at the last scan: fetched again next time
-  last_run_start_raw VARCHAR,      -- as the API wrote it (7 fractional digits): the exact `gt` filter
-  scan_id VARCHAR,
-  updated_at TIMESTAMP,
-  PRIMARY KEY(environment, flow_id)
-);
-
--- `file`: the exported file a `scan-files` finding, skip or drop came from (null for API scans).
--- New databases get it from CREATE TABLE above; older ones from these no-op-when-present ALTERs.
-ALTER TABLE findings ADD COLUMN IF NOT EXISTS file VARCHAR;
-ALTER TABLE skipped ADD COLUMN IF NOT EXISTS file VARCHAR;
-ALTER TABLE filtered ADD COLUMN IF NOT EXISTS file VARCHAR;
-
-CREATE TABLE IF NOT EXISTS content_results(
-  content_key VARCHAR NOT NULL,     -- md5 contentHash + ':' + contentSize of a content body
-  engine_version VARCHAR NOT NULL,  -- detectors + known-value set; a change invalidates the cache
-  result JSON,                      -- redacted hits (fingerprint, preview, path, rule), skips, drops
-  scanned_at TIMESTAMP,
-  PRIMARY KEY(content_key, engine_version)
-);
-
-CREATE TABLE IF NOT EXISTS suppressions(
-  fingerprint VARCHAR NOT NULL,    -- a secret fingerprint or a finding_id
-  rule_id VARCHAR,                 -- optional: only this rule
-  reason VARCHAR NOT NULL,
-  created_at TIMESTAMP,
-  expires_at TIMESTAMP,
-  created_by VARCHAR,
-  last_matched_scan VARCHAR
-);
-"""
-
-FINDING_COLUMNS = (
-    "finding_id", "scan_id", "environment", "flow_id", "run_id", "action", "repetition", "side",
-    "json_path", "rule_id", "detector", "fingerprint", "preview", "secret_length", "visible",
-    "known_secret", "first_seen", "last_seen", "status", "confidence", "decoding", "severity",
-    "message", "cause", "remediation", "run_start", "first_scan_id",
-)
-SKIPPED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "reason", "detail",
-                   "repetition", "recorded_at")
-FILTERED_COLUMNS = ("scan_id", "environment", "flow_id", "run_id", "action", "side", "json_path",
-                    "rule_id", "filter", "recorded_at")
-# `scan-files` rows carry one more column, the file; a batch's rows are all of one width.
-FILE_COLUMN = "file"
-FILE_FINDING_COLUMNS = (*FINDING_COLUMNS, FILE_COLUMN)
-FILE_SKIPPED_COLUMNS = (*SKIPPED_COLUMNS, FILE_COLUMN)
-FILE_FILTERED_COLUMNS = (*FILTERED_COLUMNS, FILE_COLUMN)
-RUN_COLUMNS = ("environment", "flow_id", "run_id", "start_time", "end_time", "status", "scan_id",
-               "trigger_name", "actions", "content_scanned", "content_skipped", "scanned_at")
-ACTION_COLUMNS = ("action_key", "environment", "flow_id", "run_id", "action", "repetition", "status", "code",
-                  "inputs_secured", "outputs_secured", "inputs_size", "outputs_size", "scan_id")
 
 
 def _columns(rows: Sequence[tuple], base: tuple[str, ...], with_file: tuple[str, ...]) -> tuple[str, ...]:
@@ -221,41 +38,6 @@ def _columns(rows: Sequence[tuple], base: tuple[str, ...], with_file: tuple[str,
     if widths == {len(with_file)}:
         return with_file
     raise ValueError(f"rows of widths {sorted(widths)} for columns {base[:3]}…")
-
-
-class StoreOpenError(RuntimeError):
-    """The database file cannot be opened. The message names the file and the cause in one line;
-    `exit_code` is 2 when the path given is wrong (not a database, a folder), 4 otherwise."""
-
-    def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class StoreBusy(StoreOpenError):
-    """Another flowleaks process holds the database (DuckDB allows one writer process)."""
-
-    def __init__(self, message: str):
-        super().__init__(message, exit_code=4)
-
-
-def open_error(path: str, exc: BaseException) -> StoreOpenError:
-    """Why DuckDB could not open `path`, for every command that opens one (scans and `query`)."""
-    text = " ".join(str(exc).split())
-    low = text.lower()
-    if "lock" in low:
-        return StoreBusy(f"database {path} is in use by another flowleaks process; "
-                         "wait for it to finish (one scan per database at a time)")
-    if "not a valid duckdb database" in low:
-        return StoreOpenError(f"{path} is not a DuckDB database (not a file flowleaks wrote, or damaged): "
-                              "pass --db with a flowleaks database, or a new path to create one")
-    if "version" in low and ("newer" in low or "older" in low or "storage" in low):
-        return StoreOpenError(f"cannot open {path}: written by another DuckDB version ({text[:300]})")
-    if isinstance(exc, IsADirectoryError) or "is a directory" in low:
-        return StoreOpenError(f"cannot open {path}: it is a folder; --db takes a file")
-    if isinstance(exc, OSError) and exc.strerror:
-        return StoreOpenError(f"cannot open {path}: {exc.strerror}")
-    return StoreOpenError(f"cannot open {path}: {text[:300]}", exit_code=4)
 
 
 def utcnow() -> datetime:
@@ -277,27 +59,6 @@ def finding_id(environment: str | None, flow_id: str | None, run_id: str | None,
 def action_key(environment: str, flow_id: str, run_id: str, action: str, repetition: str | None) -> str:
     raw = "\x1f".join((environment, flow_id, run_id, action, repetition or ""))
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def make_private(path: Path) -> None:
-    """Tighten to 0600 (the DB, WAL and key file are as sensitive as the tenant they describe)."""
-    tighten_file(path)
-
-
-def fingerprint_key(db_path: str | os.PathLike | None) -> bytes:
-    """FLOWLEAKS_FINGERPRINT_KEY if set, else a key file beside the database (created 0600)."""
-    env = os.environ.get("FLOWLEAKS_FINGERPRINT_KEY")
-    if env:
-        return env.encode("utf-8")
-    if db_path is None or str(db_path) == ":memory:":
-        return secrets.token_hex(32).encode()
-    key_path = Path(str(db_path) + ".key")
-    if key_path.exists():
-        make_private(key_path)  # a key file from before this version may be 0644
-        return key_path.read_text().strip().encode("utf-8")
-    key = secrets.token_hex(32)
-    write_private_text(key_path, key + "\n", exclusive=True)  # O_EXCL: never overwrite a key
-    return key.encode("utf-8")
 
 
 @dataclass
@@ -325,7 +86,6 @@ class Store:
     def __init__(self, path: str | os.PathLike = "flowleaks.duckdb", read_only: bool = False):
         self.path = str(path)
         self.read_only = read_only
-        self._types: dict[str, dict[str, str]] = {}
         # Held until close(): DuckDB creates the WAL at the first write and spill files whenever
         # memory runs short, long after connect; each must be born 0600, not with the caller's umask.
         self._private = ExitStack()
@@ -335,23 +95,24 @@ class Store:
         except BaseException:
             self._private.close()
             raise
-        if not read_only:
-            try:
-                self._prepare()
-            except BaseException:
-                self.close()  # a half-opened store must not keep the process umask
-                raise
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()  # a half-opened store must not keep the process umask
+            raise
 
     def _prepare(self) -> None:
+        if self.read_only:
+            check_readable(self.con, self.path)  # a newer schema is refused, never mis-read
+            return
         # DuckDB would otherwise cache up to 80% of RAM; a capped buffer pool keeps a 50,000-run
         # sweep's footprint flat (measured: 261 MB -> 203 MB peak for the store's writes alone).
         self.con.execute(f"SET memory_limit = '{DB_MEMORY_LIMIT}'")
-        self.con.execute(SCHEMA)
-        create_views(self.con)
-        self.set_meta({"schema_version": SCHEMA_VERSION})
+        prepare(self.con, self.path)  # an older database migrated, a newer one refused; tables, views
         if self.path != ":memory:":
-            make_private(Path(self.path))  # a database from before this version may be 0644
-            make_private(Path(self.path + ".wal"))
+            # the DB, WAL and key file are as sensitive as the tenant they describe
+            tighten_file(Path(self.path))  # a database from before this version may be 0644
+            tighten_file(Path(self.path + ".wal"))
 
     @property
     def temp_dir(self) -> Path | None:
@@ -415,54 +176,37 @@ class Store:
 
     # -- inventory ----------------------------------------------------------------------------
 
-    def _insert(self, head: str, rows: Sequence[tuple], tail: str = "",
-                key: Callable[[tuple], Any] | None = None) -> None:
-        """Bulk INSERT: `head` is `INSERT [OR REPLACE] INTO table(col, …)`; rows are bound column by
-        column as typed lists and unnested, one statement per chunk. Measured on DuckDB 2.0 for 300
-        rows: executemany ~1,000 ms, one VALUES list ~40 ms, unnested columns ~10 ms.
+    def _insert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple], tail: str = "",
+                key: Callable[[tuple], Any] | None = None, replace: bool = False) -> None:
+        """Bulk INSERT [OR REPLACE] of `columns` of `table`: rows are bound column by column as typed
+        lists (the types of the table's definition) and unnested, one statement per chunk. Measured on
+        DuckDB 2.0 for 300 rows: executemany ~1,000 ms, one VALUES list ~40 ms, unnested columns ~10 ms.
         `key` dedupes rows (last wins): an ON CONFLICT statement may not touch one key twice."""
         if not rows:
             return
         if key is not None:
             rows = list({key(r): r for r in rows}.values())
-        table, columns = self._target(head)
-        types = [self._column_types(table)[c] for c in columns]
-        select = ", ".join(f"unnest(?::{t}[])" for t in types)
+        select = ", ".join(f"unnest(?::{table.type_of(c)}[])" for c in columns)
+        head = f"INSERT {'OR REPLACE ' if replace else ''}INTO {table.name}({', '.join(columns)})"
         for i in range(0, len(rows), INSERT_CHUNK):
             part = rows[i:i + INSERT_CHUNK]
             self.con.execute(f"{head} SELECT {select} {tail}", [list(col) for col in zip(*part)])
-
-    @staticmethod
-    def _target(head: str) -> tuple[str, list[str]]:
-        m = re.search(r"INTO\s+(\w+)\s*\(([^)]*)\)", head)
-        if not m:
-            raise ValueError(f"insert head needs an explicit column list: {head}")
-        return m.group(1), [c.strip() for c in m.group(2).split(",")]
-
-    def _column_types(self, table: str) -> dict[str, str]:
-        if table not in self._types:
-            self._types[table] = dict(self.con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
-                [table]).fetchall())
-        return self._types[table]
 
     def upsert_environments(self, rows: Sequence[tuple]) -> None:
         """rows: (environment, display_name, location, is_default, flow_endpoint, scan_id)."""
         if rows:
             now = utcnow()
-            self._insert("INSERT OR REPLACE INTO environments(environment, display_name, location, is_default, "
-                         "flow_endpoint, scan_id, last_seen)", [(*r, now) for r in rows], key=lambda r: r[0])
+            self._insert(ENVIRONMENTS, ENVIRONMENTS.names, [(*r, now) for r in rows], key=lambda r: r[0],
+                         replace=True)
 
     def upsert_flows(self, rows: Sequence[dict]) -> None:
         if not rows:
             return
         now = utcnow()
-        cols = ("environment", "flow_id", "display_name", "creator", "state", "definition_hash",
-                "created_time", "last_modified_time", "modified_marker", "trigger_type", "connectors", "scan_id")
+        cols = FLOWS.without("last_seen")  # each row a dict of these (a missing one is null)
         # A flow whose definition could not be read keeps the facts an earlier scan stored.
         updates = ", ".join(f"{c} = coalesce(excluded.{c}, flows.{c})" for c in cols[2:])
-        self._insert(f"INSERT INTO flows({', '.join(cols)}, last_seen)",
-                     [tuple(r.get(c) for c in cols) + (now,) for r in rows],
+        self._insert(FLOWS, (*cols, "last_seen"), [tuple(r.get(c) for c in cols) + (now,) for r in rows],
                      f"ON CONFLICT (environment, flow_id) DO UPDATE SET {updates}, last_seen = excluded.last_seen",
                      key=lambda r: r[:2])
 
@@ -486,33 +230,31 @@ class Store:
         con.execute("BEGIN TRANSACTION")
         try:
             if batch.runs:
-                self._insert(f"INSERT OR REPLACE INTO runs({', '.join(RUN_COLUMNS)})",
-                             batch.runs, key=lambda r: r[:3])
+                self._insert(RUNS, RUNS.names, batch.runs, key=lambda r: r[:3], replace=True)
             if batch.actions:
-                self._insert(f"INSERT OR REPLACE INTO actions({', '.join(ACTION_COLUMNS)})",
-                             [(action_key(*a[:5]), *a) for a in batch.actions], key=lambda r: r[0])
+                self._insert(ACTIONS, ACTIONS.names, [(action_key(*a[:5]), *a) for a in batch.actions],
+                             key=lambda r: r[0], replace=True)
             if batch.findings:
                 self._upsert_findings(batch.findings)
             if batch.skipped:
                 cols = _columns(batch.skipped, SKIPPED_COLUMNS, FILE_SKIPPED_COLUMNS)
-                self._insert(f"INSERT INTO skipped({', '.join(cols)})", batch.skipped)
+                self._insert(SKIPPED, cols, batch.skipped)
             if batch.filtered:
                 cols = _columns(batch.filtered, FILTERED_COLUMNS, FILE_FILTERED_COLUMNS)
-                self._insert(f"INSERT INTO filtered({', '.join(cols)})", batch.filtered)
+                self._insert(FILTERED, cols, batch.filtered)
             for env, flow, keep in batch.posture_seen:
                 # a posture finding not found in the flow's current definition is fixed: resolved
                 con.execute("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
                             "AND environment = ? AND flow_id = ? AND status <> 'resolved' "
                             "AND NOT list_contains(?, finding_id)", [env, flow, keep])
             if batch.content:
-                self._insert("INSERT OR REPLACE INTO content_results(content_key, engine_version, result, scanned_at)",
-                             batch.content, key=lambda r: r[:2])
+                self._insert(CONTENT_RESULTS, CONTENT_RESULTS.names, batch.content, key=lambda r: r[:2],
+                             replace=True)
             if batch.watermarks:
                 # (environment, flow_id, newest run start as the API wrote it, running runs, scan_id).
                 # The start only moves forward; same-format ISO strings compare like the times they are.
                 self._insert(
-                    "INSERT INTO watermarks(environment, flow_id, last_run_start, running_runs, last_run_start_raw, "
-                    "scan_id, updated_at)",
+                    WATERMARKS, WATERMARKS.names,
                     [(e, f, raw, running, raw, scan, utcnow()) for e, f, raw, running, scan in batch.watermarks],
                     "ON CONFLICT (environment, flow_id) DO UPDATE "
                     "SET last_run_start = greatest(coalesce(watermarks.last_run_start, excluded.last_run_start), "
@@ -533,7 +275,7 @@ class Store:
         """
         cols = _columns(rows, FINDING_COLUMNS, FILE_FINDING_COLUMNS)
         self._insert(
-            f"INSERT INTO findings({', '.join(cols)})", rows,
+            FINDINGS, cols, rows,
             "ON CONFLICT (finding_id) DO UPDATE SET last_seen = excluded.last_seen, "
             "scan_id = excluded.scan_id, visible = excluded.visible, cause = excluded.cause, "
             "remediation = excluded.remediation, "
@@ -571,10 +313,51 @@ class Store:
         return (row[0], row[1]) if row else (None, None)
 
     def active_suppressions(self) -> list[tuple[str, str | None]]:
-        now = utcnow()
-        return self.con.execute(
-            "SELECT fingerprint, rule_id FROM suppressions WHERE expires_at IS NULL OR expires_at > ?",
-            [now]).fetchall()
+        """(fingerprint or finding_id, rule_id or None) of each suppression in force now; what they
+        match is scanner/store/suppressions.py (ActiveSuppressions)."""
+        from scanner.store.suppressions import ACTIVE  # lazily: suppressions.py writes through a Store
+
+        return self.con.execute(f"SELECT fingerprint, rule_id FROM suppressions s WHERE {ACTIVE}",
+                                {"now": utcnow()}).fetchall()
+
+    def open_in_scope(self, environments: Sequence[str] = (), flows: Sequence[str] = ()) -> int:
+        """Open findings in a scope, whichever scan found them. A scope names environments and flows by
+        id or display name (as `--env`/`--flow` accept them), so both are matched, through the stored
+        names; an empty list is no restriction."""
+        sql, params = "SELECT count(*) FROM findings f WHERE f.status = 'open'", {}
+        if environments:
+            sql += (" AND (list_contains($envs, lower(f.environment)) OR EXISTS (SELECT 1 FROM environments e "
+                    "WHERE e.environment = f.environment AND list_contains($envs, lower(e.display_name))))")
+            params["envs"] = [e.lower() for e in environments]
+        if flows:
+            sql += (" AND (list_contains($flows, lower(f.flow_id)) OR EXISTS (SELECT 1 FROM flows w "
+                    "WHERE w.environment = f.environment AND w.flow_id = f.flow_id "
+                    "AND list_contains($flows, lower(w.display_name))))")
+            params["flows"] = [f.lower() for f in flows]
+        return self.con.execute(sql, params).fetchall()[0][0]
+
+    def resolve_environment_posture(self, environment: str, keep: Sequence[str]) -> None:
+        """Environment-level posture findings (PA007, no flow) of `environment` not among `keep` (the
+        ones a complete read found now) are fixed: resolved."""
+        self.con.execute("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
+                         "AND rule_id = 'PA007' AND environment = ? AND flow_id IS NULL "
+                         "AND status <> 'resolved' AND NOT list_contains(?, finding_id)", [environment, list(keep)])
+
+    # -- what a finished scan counts -----------------------------------------------------------
+
+    def open_in_scan(self, scan_id: str) -> int:
+        """Open findings the scan saw (a sweep's, a scan-files run's exit code)."""
+        return self._one("SELECT count(*) FROM findings WHERE scan_id = ? AND status = 'open'", [scan_id])[0]
+
+    def new_open_in_scan(self, scan_id: str) -> int:
+        """Open findings the scan saw first."""
+        return self._one("SELECT count(*) FROM findings WHERE first_scan_id = ? AND status = 'open'", [scan_id])[0]
+
+    def runs_stored(self, scan_id: str) -> tuple[int, int]:
+        """(runs, flows) the scan stored: what a rerun resumes from."""
+        runs, flows = self._one("SELECT count(*), count(DISTINCT environment || '/' || flow_id) FROM runs "
+                                "WHERE scan_id = ?", [scan_id])
+        return runs, flows
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -5,31 +5,61 @@ optionally a rule id; it applies to every finding with that fingerprint (or id) 
 `expires_at` (exclusive). `flowleaks suppress <finding_id>` resolves the finding to its fingerprint so
 the suppression follows the secret wherever it shows up again.
 
-    suppress_command       flowleaks suppress <finding_id|fingerprint> --reason … [--rule] [--expires]
-    suppressions_command   flowleaks suppressions [--stale]
-    apply_suppressions     after a scan: suppress / re-open findings, record last_matched_scan
+That rule is written once, here: MATCH (which findings a suppression names) and ACTIVE (whether it is
+in force), as SQL for the store, the export and the merge, and ActiveSuppressions, the same rule in
+memory for a crawl that sets each new finding's status as it writes it.
+
+    suppress            add or change one suppression (scanner/cli/suppress.py is the command)
+    suppressions_sql    the `flowleaks suppressions [--stale]` listing
+    apply_suppressions  after a scan: suppress / re-open findings, record last_matched_scan
 """
 from __future__ import annotations
 
 import getpass
 import re
-from datetime import date, datetime
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
 
-import click
 import duckdb
 
-from scanner.store.query import CommandError, connect_read_only, db_option, format_option, render
+from scanner.errors import InputError
 from scanner.store.database import Store, utcnow
 
-_HEX = re.compile(r"^[0-9a-f]+$")
 
-# A finding matches a suppression row (alias s) when the fingerprint or finding_id is named and
-# the rule is unset or equal. `f` is the findings alias.
-MATCH = ("(s.fingerprint = f.fingerprint OR s.fingerprint = f.finding_id) "
-         "AND (s.rule_id IS NULL OR s.rule_id = f.rule_id)")
-ACTIVE = "(s.expires_at IS NULL OR s.expires_at > $now)"
+def matches(s: str = "s", f: str = "f") -> str:
+    """SQL: suppression row `s` names finding row `f` (its fingerprint or its finding_id), and its rule
+    is unset or the finding's."""
+    return (f"({s}.fingerprint = {f}.fingerprint OR {s}.fingerprint = {f}.finding_id) "
+            f"AND ({s}.rule_id IS NULL OR {s}.rule_id = {f}.rule_id)")
+
+
+def active(now: str = "$now", s: str = "s") -> str:
+    """SQL: suppression row `s` is in force at `now` (a parameter, or a literal where none can be bound)."""
+    return f"({s}.expires_at IS NULL OR {s}.expires_at > {now})"
+
+
+MATCH = matches()
+ACTIVE = active()
+
+
+class ActiveSuppressions:
+    """The suppressions in force, in memory: MATCH for (fingerprint or finding_id, rule) pairs that
+    `Store.active_suppressions` loaded with ACTIVE."""
+
+    def __init__(self, rows: Iterable[tuple[str, str | None]]):
+        self._keys = {(key, rule) for key, rule in rows}
+
+    @classmethod
+    def load(cls, store: Store) -> ActiveSuppressions:
+        return cls(store.active_suppressions())
+
+    def applies(self, fingerprint: str | None, finding_id: str, rule_id: str | None) -> bool:
+        return any((key, None) in self._keys or (key, rule_id) in self._keys for key in (fingerprint, finding_id))
+
+    def status(self, fingerprint: str | None, finding_id: str, rule_id: str | None) -> str:
+        """The status a new finding is written with: `suppressed` or `open`."""
+        return "suppressed" if self.applies(fingerprint, finding_id, rule_id) else "open"
 
 
 def apply_suppressions(con: duckdb.DuckDBPyConnection, scan_id: str | None,
@@ -52,11 +82,15 @@ def apply_suppressions(con: duckdb.DuckDBPyConnection, scan_id: str | None,
         f"AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE {MATCH} AND {ACTIVE})", p))
     matched = 0
     if scan_id is not None:
-        matched = _count(con.execute(
-            f"UPDATE suppressions s SET last_matched_scan = $scan WHERE {ACTIVE} "
-            f"AND EXISTS (SELECT 1 FROM findings f WHERE f.scan_id = $scan AND {MATCH})",
-            {**p, "scan": scan_id}))
+        matched = record_matches(con, "f.scan_id = $scan", scan_id, {**p, "scan": scan_id})
     return {"suppressed": suppressed, "reopened": reopened, "matched_suppressions": matched}
+
+
+def record_matches(con: duckdb.DuckDBPyConnection, findings: str, scan_id: str, params: dict[str, Any]) -> int:
+    """Active suppressions matching a finding of `findings` (SQL over `f`) get last_matched_scan = scan_id."""
+    return _count(con.execute(
+        f"UPDATE suppressions s SET last_matched_scan = $matched WHERE {ACTIVE} "
+        f"AND EXISTS (SELECT 1 FROM findings f WHERE {findings} AND {MATCH})", {**params, "matched": scan_id}))
 
 
 def _count(cur: duckdb.DuckDBPyConnection) -> int:
@@ -68,57 +102,14 @@ def _count(cur: duckdb.DuckDBPyConnection) -> int:
 
 def _naive_utc(dt: datetime) -> datetime:
     if dt.tzinfo is not None:
-        from datetime import timezone
-
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return dt
 
 
-NEVER = "never"
+# -- one suppression, added or changed ------------------------------------------------------------
 
-
-def _parse_expires(value: str | None) -> datetime | None | str:
-    """None: not given (an update keeps the old expiry); NEVER: remove it; else the end, 00:00 UTC."""
-    if value is None:
-        return None
-    if value.strip().lower() == NEVER:
-        return NEVER
-    try:
-        d = date.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD or 'never', got {value!r}", param_hint="--expires") from None
-    at = datetime(d.year, d.month, d.day)
-    if at <= utcnow():
-        raise click.BadParameter(f"{value} is not in the future (the suppression ends at 00:00 UTC that day)",
-                                 param_hint="--expires")
-    return at
-
-
-def known_rule_ids() -> set[str]:
-    """Every rule id a finding can carry: the detectors' rules and the posture rules (PA001…)."""
-    from detectors.engine import rules_by_id
-
-    from scanner.posture import RULES as POSTURE_RULES
-
-    return set(rules_by_id()) | set(POSTURE_RULES)
-
-
-def check_rule(rule: str | None) -> str | None:
-    """The rule id as the findings spell it, or CommandError (exit 2): a typo would otherwise be stored
-    as a suppression that never matches anything, and the finding it was meant for stays open."""
-    if rule is None:
-        return None
-    import difflib
-
-    known = known_rule_ids()
-    by_folded = {r.lower(): r for r in known}
-    found = by_folded.get(rule.strip().lower())
-    if found:
-        return found
-    close = difflib.get_close_matches(rule.strip().lower(), list(by_folded), n=1)
-    hint = f"did you mean {by_folded[close[0]]}? " if close else ""
-    raise CommandError(f"--rule: {rule!r} is not a flowleaks rule id; {hint}known: "
-                       f"{', '.join(sorted(known, key=lambda r: (r.startswith('PA'), r)))}")
+_HEX = re.compile(r"^[0-9a-f]+$")
+NEVER = "never"  # an expiry given as 'never': an existing one is removed
 
 
 def resolve_target(con: duckdb.DuckDBPyConnection, target: str, rule: str | None) -> tuple[str, str | None, str]:
@@ -128,85 +119,80 @@ def resolve_target(con: duckdb.DuckDBPyConnection, target: str, rule: str | None
     row = row[0] if row else None
     if row is not None:
         if not row[0]:
-            raise CommandError(f"finding {t} has no fingerprint to suppress")
+            raise InputError(f"finding {t} has no fingerprint to suppress")
         return row[0], rule or row[1], "finding"
     n = con.execute("SELECT count(*) FROM findings WHERE fingerprint = ?", [t]).fetchall()[0][0]
     if n:
         return t, rule, "fingerprint"
     if len(t) == 64 and _HEX.match(t):
         return t, rule, "unseen fingerprint"  # suppress ahead of time: a fingerprint not seen yet
-    raise CommandError(f"no finding id or fingerprint {target!r} in the database "
-                       "(finding ids: `flowleaks query \"SELECT finding_id, preview FROM open_findings\"`)")
+    raise InputError(f"no finding id or fingerprint {target!r} in the database "
+                     "(finding ids: `flowleaks query \"SELECT finding_id, preview FROM open_findings\"`)")
 
 
-@click.command("suppress")
-@click.argument("target", metavar="FINDING_ID|FINGERPRINT")
-@click.option("--reason", help="Why this is accepted (kept with the suppression). Required for a new "
-                               "suppression; on an existing one, replaces its reason.")
-@click.option("--rule", "rule", help="Only findings of this rule id (default: the finding's rule when a "
-                                     "finding id is given, else every rule).")
-@click.option("--expires", help="YYYY-MM-DD: the suppression stops applying at 00:00 UTC that day; "
-                                "'never' removes an expiry. Not given: an existing expiry is kept.")
-@db_option
-def suppress_command(target: str, reason: str | None, rule: str | None, expires: str | None, db: str) -> None:
-    """Accept a finding (or a secret, by fingerprint) so it is reported as suppressed, not open.
+@dataclass
+class Suppressed:
+    """What `suppress` did, for the command's one line."""
 
-    A finding id is resolved to its secret's fingerprint: the suppression covers that secret wherever it
-    appears (with the same rule), now and in later scans. Run again on the same secret and rule to
-    change it: only what is given (--reason, --expires) changes; the rest is kept.
+    updated: bool                 # an existing suppression was changed (else one was added)
+    kind: str                     # finding | fingerprint | unseen fingerprint
+    fingerprint: str
+    rule_id: str | None
+    expires_at: datetime | None   # as stored now
+    preview: str | None           # of the secret, when a finding has it
+    now_suppressed: int           # open findings suppressed by it now
 
-    \b
-    Examples:
-      flowleaks suppress 3f2a…c9 --reason "test tenant key, rotated" --expires 2025-12-31
-      flowleaks suppress <fingerprint> --reason "public sample key"
-      flowleaks suppress 3f2a…c9 --expires 2026-06-30      # extend; the reason stays
-    """
-    if reason is not None and not reason.strip():
-        raise click.BadParameter("must not be empty", param_hint="--reason")
-    expires_at = _parse_expires(expires)
-    rule = check_rule(rule)
-    if db != ":memory:" and not Path(db).is_file():
-        raise CommandError(f"no database at {db}: run `flowleaks sweep` first, or pass --db / set FLOWLEAKS_DB")
-    store = Store(db)
+
+def suppress(store: Store, target: str, reason: str | None, rule: str | None,
+             expires_at: datetime | str | None) -> Suppressed:
+    """Add the suppression of `target` (a finding_id or a fingerprint) and `rule`, or change the one
+    there is: only what is given changes (`expires_at` None keeps an expiry, NEVER removes it). The
+    open findings it names are suppressed now, not only at the next scan."""
+    con = store.con
+    fp, rule_id, kind = resolve_target(con, target, rule)
+    key = {"fp": fp, "rule": rule_id}
+    this = _this()
+    with store.transaction():
+        existing = con.execute(f"SELECT count(*) FROM suppressions WHERE {this}", key).fetchall()[0][0]
+        if existing:
+            # only what was given changes: an update of the reason must not drop the expiry
+            changes: dict[str, Any] = {}
+            if reason is not None:
+                changes["reason"] = reason
+            if expires_at is not None:
+                changes["expires_at"] = None if expires_at == NEVER else expires_at
+            if not changes:
+                raise InputError("this suppression exists already: give --reason and/or --expires to change it")
+            sets = ", ".join(f"{c} = ${c}" for c in changes)
+            con.execute(f"UPDATE suppressions SET {sets} WHERE {this}", {**changes, **key})
+        else:
+            if reason is None:
+                raise InputError("--reason is required for a new suppression")
+            con.execute("INSERT INTO suppressions(fingerprint, rule_id, reason, created_at, expires_at, "
+                        "created_by) VALUES (?,?,?,?,?,?)",
+                        [fp, rule_id, reason, utcnow(), None if expires_at == NEVER else expires_at, _user()])
+        now_expires = con.execute(f"SELECT max(expires_at) FROM suppressions WHERE {this}", key).fetchall()[0][0]
+        # the findings this suppression names, at once (its expiry is the next scan's business)
+        n = _count(con.execute(
+            f"UPDATE findings f SET status = 'suppressed' WHERE f.status = 'open' "
+            f"AND EXISTS (SELECT 1 FROM suppressions s WHERE {_this('s.')} AND {MATCH})", key))
+    preview = con.execute("SELECT min(preview) FROM findings WHERE fingerprint = ?", [fp]).fetchall()[0][0]
+    return Suppressed(bool(existing), kind, fp, rule_id, now_expires, preview, n)
+
+
+def _this(s: str = "") -> str:
+    """SQL: the suppression of $fp and $rule (a rule or NULL): one row at most."""
+    return f"{s}fingerprint = $fp AND {s}rule_id IS NOT DISTINCT FROM $rule"
+
+
+def _user() -> str | None:
     try:
-        con = store.con
-        fp, rule_id, kind = resolve_target(con, target, rule)
-        key = [fp, rule_id]
-        where = "WHERE fingerprint = ? AND rule_id IS NOT DISTINCT FROM ?"
-        with store.transaction():
-            existing = con.execute(f"SELECT count(*) FROM suppressions {where}", key).fetchall()[0][0]
-            if existing:
-                # only what was given changes: an update of the reason must not drop the expiry
-                changes: dict[str, Any] = {}
-                if reason is not None:
-                    changes["reason"] = reason
-                if expires_at is not None:
-                    changes["expires_at"] = None if expires_at == NEVER else expires_at
-                if not changes:
-                    raise CommandError("this suppression exists already: give --reason and/or --expires "
-                                       "to change it")
-                sets = ", ".join(f"{c} = ?" for c in changes)
-                con.execute(f"UPDATE suppressions SET {sets} {where}", [*changes.values(), *key])
-            else:
-                if reason is None:
-                    raise CommandError("--reason is required for a new suppression")
-                con.execute("INSERT INTO suppressions(fingerprint, rule_id, reason, created_at, expires_at, "
-                            "created_by) VALUES (?,?,?,?,?,?)",
-                            [fp, rule_id, reason, utcnow(), None if expires_at == NEVER else expires_at,
-                             _user()])
-            now_expires = con.execute(f"SELECT max(expires_at) FROM suppressions {where}", key).fetchall()[0][0]
-            n = _count(con.execute(
-                "UPDATE findings SET status = 'suppressed' WHERE status = 'open' AND fingerprint = ? "
-                "AND (CAST(? AS VARCHAR) IS NULL OR rule_id = ?)", [fp, rule_id, rule_id]))
-        preview = con.execute("SELECT min(preview) FROM findings WHERE fingerprint = ?", [fp]).fetchall()[0][0]
-    finally:
-        store.close()
-    scope = f"rule {rule_id}" if rule_id else "every rule"
-    until = f" until {now_expires.date()}" if now_expires else " with no expiry"
-    verb = "updated" if existing else "added"
-    click.echo(f"suppression {verb} for {kind} {preview or fp[:16] + '…'} ({scope}){until}; "
-               f"{n} open finding{'s' if n != 1 else ''} now suppressed")
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return None
 
+
+# -- the listing ----------------------------------------------------------------------------------
 
 SUPPRESSIONS_SQL = """
 WITH newest AS (
@@ -220,7 +206,7 @@ WITH newest AS (
   FROM newest, unnest(CAST(json_extract(params, '$.shards') AS JSON[])) AS t(shard) WHERE kind = 'merge'
 )
 SELECT s.fingerprint, s.rule_id, s.reason, s.created_at, s.expires_at, s.created_by,
-       CASE WHEN s.expires_at IS NULL OR s.expires_at > $now THEN 'active' ELSE 'expired' END AS state,
+       CASE WHEN {active} THEN 'active' ELSE 'expired' END AS state,
        (SELECT min(f.preview) FROM findings f WHERE f.fingerprint = s.fingerprint
            OR f.finding_id = s.fingerprint) AS preview,
        (SELECT count(*) FROM findings f WHERE {match} AND f.status = 'suppressed') AS suppressed_findings,
@@ -235,45 +221,18 @@ ORDER BY s.created_at DESC NULLS LAST, s.fingerprint, s.rule_id
 
 
 def suppressions_sql(stale: bool) -> str:
+    """The listing ($now: the clock it is judged by); `stale`: only those that matched no finding in
+    the last complete scan."""
     where = ("WHERE EXISTS (SELECT 1 FROM last_scan) AND NOT EXISTS "
              f"(SELECT 1 FROM findings f, last_scan l WHERE {MATCH} AND f.scan_id = l.scan_id)") if stale else ""
-    return SUPPRESSIONS_SQL.format(match=MATCH, where=where)
+    return SUPPRESSIONS_SQL.format(match=MATCH, active=ACTIVE, where=where)
 
 
-@click.command("suppressions")
-@click.option("--stale", is_flag=True,
-              help="Only suppressions that matched no finding in the last complete scan (candidates to remove).")
-@db_option
-@format_option
-def suppressions_command(stale: bool, db: str, fmt: str) -> None:
-    """List suppressions with their state and how many findings they cover.
-
-    \b
-    Examples:
-      flowleaks suppressions
-      flowleaks suppressions --stale --format csv
-    """
-    con = connect_read_only(db)
-    try:
-        if stale:
-            last = con.execute("SELECT scan_id FROM scans WHERE complete AND coalesce(kind, '') "
-                               "NOT IN ('lint', 'record') ORDER BY started_at DESC, scan_id DESC LIMIT 1").fetchall()
-            last = last[0] if last else None
-            if last is None:
-                raise CommandError("no complete scan yet: staleness is judged against the last complete scan")
-            if fmt in (None, "table", "line"):
-                click.echo(f"suppressions that matched nothing in scan {last[0]}:", err=True)
-        render(con, suppressions_sql(stale), fmt, params={"now": utcnow()},
-               title="Stale suppressions" if stale else "Suppressions")
-    finally:
-        con.close()
-
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001
-        return None
+def last_complete_scan(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The scan staleness is judged against: the newest complete sweep or scan."""
+    rows = con.execute("SELECT scan_id FROM scans WHERE complete AND coalesce(kind, '') "
+                       "NOT IN ('lint', 'record') ORDER BY started_at DESC, scan_id DESC LIMIT 1").fetchall()
+    return rows[0][0] if rows else None
 
 
 def suppression_rows(con: duckdb.DuckDBPyConnection, stale: bool = False) -> list[dict[str, Any]]:

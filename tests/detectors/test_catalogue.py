@@ -10,9 +10,11 @@ from detectors.prefilter import hyperscan_available
 
 import detectors
 from detectors import catalogue
-from detectors import engine as engine_mod
+from detectors import dedupe, registry
 from detectors.catalogue import CatalogueError, load
-from detectors.engine import CATALOGUE, RULES, Engine, _ruleset_digest, rules_by_id
+from detectors.engine import Engine
+from detectors.registry import CATALOGUE, RULES, rules_by_id
+from detectors.version import ruleset_digest
 
 # A catalogue rule whose tp secret a built-in rule reports instead (dedupe keeps one row per secret:
 # the built-in one, being of higher confidence or more specific). Each entry says which built-in rule
@@ -126,7 +128,7 @@ def acme_engine(tmp_path, monkeypatch):
     """An engine whose catalogue is one temporary rule (the real catalogue is being written)."""
     (tmp_path / "acme.toml").write_text(_GOOD)
     rules = load(tmp_path)
-    monkeypatch.setattr(engine_mod, "CATALOGUE", rules)
+    monkeypatch.setattr(registry, "CATALOGUE", rules)
     eng = Engine()
     with eng.session():
         yield eng
@@ -146,10 +148,10 @@ def test_a_catalogue_rule_is_prefiltered_by_its_keywords(tmp_path, monkeypatch, 
     if matcher == "hyperscan" and not hyperscan_available():
         pytest.skip("hyperscan is x86-64 only")
     (tmp_path / "acme.toml").write_text(_GOOD)
-    monkeypatch.setattr(engine_mod, "CATALOGUE", load(tmp_path))
+    monkeypatch.setattr(registry, "CATALOGUE", load(tmp_path))
     eng = Engine(matcher=matcher)
     calls = []
-    rule = engine_mod.CATALOGUE[0]
+    rule = registry.CATALOGUE[0]
     real = type(rule).candidates
     monkeypatch.setattr(type(rule), "candidates", lambda self, text: calls.append(text) or real(self, text))
     eng.scan({"note": "nothing to see here, just words and more words"})
@@ -163,7 +165,7 @@ def test_a_catalogue_rule_is_prefiltered_by_its_keywords(tmp_path, monkeypatch, 
 
 def test_a_catalogue_hit_goes_through_the_confidence_floor(tmp_path, monkeypatch):
     (tmp_path / "acme.toml").write_text(_GOOD.replace('keywords', 'confidence = "low"\nkeywords'))
-    monkeypatch.setattr(engine_mod, "CATALOGUE", load(tmp_path))
+    monkeypatch.setattr(registry, "CATALOGUE", load(tmp_path))
     res = Engine().scan({"note": "acmek_q8w2e7r4t6y1u3i9o5p0a2s4"})
     assert not [h for h in res.hits if h.rule_id == "acme-key"]
     assert [d.filter for d in res.dropped if d.rule_id == "acme-key"] == ["low confidence"]
@@ -184,7 +186,7 @@ tp = [{ text = "id AKIAQ3EGT7NZK5XW2PLM", secret = "AKIAQ3EGT7NZK5XW2PLM" }]
 fp = ["AKIA123"]
 '''
     (tmp_path / "aws.toml").write_text(aws)
-    monkeypatch.setattr(engine_mod, "CATALOGUE", load(tmp_path))
+    monkeypatch.setattr(registry, "CATALOGUE", load(tmp_path))
     res = Engine().scan({"note": "aws configure: AKIAIOSFODNN7EXAMPLE"})
     assert res.hits == []
     assert ("aws-key-id-cat", "documentation example") in {(d.rule_id, d.filter) for d in res.dropped}
@@ -207,8 +209,8 @@ fp = ["ghp_short"]
 '''
     (tmp_path / "gh.toml").write_text(gh)
     rules = load(tmp_path)
-    monkeypatch.setattr(engine_mod, "CATALOGUE", rules)
-    monkeypatch.setitem(engine_mod._SPECIFICITY, "github-pat-cat", 2)
+    monkeypatch.setattr(registry, "CATALOGUE", rules)
+    monkeypatch.setitem(dedupe._SPECIFICITY, "github-pat-cat", 2)
     hits = Engine().scan({"note": "token ghp_R8s2Lm4Qw9Zx1Tk7Vb3Nc6Hj5Pf0Yd2Ga8Eu"}).hits
     assert [(h.rule_id, h.secret) for h in hits] == [("github-pat-cat", "ghp_R8s2Lm4Qw9Zx1Tk7Vb3Nc6Hj5Pf0Yd2Ga8Eu")]
 
@@ -216,23 +218,23 @@ fp = ["ghp_short"]
 def test_a_catalogue_file_change_changes_the_ruleset_digest(tmp_path):
     copy = tmp_path / "detectors"
     shutil.copytree(Path(detectors.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    before = _ruleset_digest(copy)
+    before = ruleset_digest(copy)
     (copy / "rules" / "acme.toml").write_text(_GOOD)
-    with_file = _ruleset_digest(copy)
+    with_file = ruleset_digest(copy)
     assert with_file != before
     (copy / "rules" / "acme.toml").write_text(_GOOD.replace("{24}", "{25}"))
-    assert _ruleset_digest(copy) != with_file
+    assert ruleset_digest(copy) != with_file
 
 
 def test_prefilter_finds_overlapping_and_nested_keywords():
-    from detectors.engine import _Prefilter
+    from detectors.selection import RuleSelector
 
     class R:
         def __init__(self, kw):
             self.keywords, self.id = (kw,), kw
 
     rules = [R(k) for k in ("sk_live_", "k_live_", "ghp_", "p_abc", "gh", "ab")]
-    pre = _Prefilter(rules, builtin=False)
+    pre = RuleSelector(rules, builtin=False)
     picked = lambda low: sorted(r.id for _, r in pre.select(low, low))  # noqa: E731
     assert picked("xx sk_live_ yy") == ["k_live_", "sk_live_"]
     assert picked("ghp_abc") == ["ab", "gh", "ghp_", "p_abc"]

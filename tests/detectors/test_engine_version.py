@@ -5,9 +5,10 @@ import shutil
 from pathlib import Path
 
 import detectors
-from detectors.engine import Engine, _ruleset_digest
+from detectors.engine import Engine
 from detectors.known_values import KnownValues
-from scanner.pipeline.crawl import cache_version
+from detectors.version import ruleset_digest
+from scanner.pipeline.content import cache_version
 
 KEY = b"k" * 32
 
@@ -29,7 +30,7 @@ def test_the_fingerprint_key_changes_the_cache_version():
 def test_a_rule_change_changes_the_ruleset_digest(tmp_path):
     copy = tmp_path / "detectors"
     shutil.copytree(Path(detectors.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    before = _ruleset_digest(copy)
+    before = ruleset_digest(copy)
     rules = copy / "powerplatform.py"
     rules.write_text(rules.read_text() + "\n# a rule upgrade\n")
-    assert _ruleset_digest(copy) != before
+    assert ruleset_digest(copy) != before

@@ -222,10 +222,12 @@ def test_redact_path_keeps_the_notation():
 
 
 def test_secret_as_a_header_name_in_a_definition_is_a_redacted_posture_finding():
-    from scanner.posture import analyze_definition
+    from detectors.engine import Engine
+
+    from scanner.posture.analyze import analyze_definition
     d = {"triggers": {"manual": {"type": "Request", "kind": "Button", "inputs": {}}},
          "actions": {"HTTP": {"type": "Http", "inputs": {"uri": "https://x.example", "headers": {GH_KEY: "x"}}}}}
-    fs = analyze_definition(d, key=b"k")
+    fs = analyze_definition(d, engine=Engine(), key=b"k")
     assert [(f.rule_id, f.json_path) for f in fs] == [("PA005", "$.actions.HTTP.inputs.headers['ghp_…(40)']<key>")]
     assert GH_KEY not in repr(fs)
 

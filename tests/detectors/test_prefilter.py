@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from detectors import catalogue
-from detectors.engine import CATALOGUE, FILTERS, RULES, Engine
+from detectors.engine import Engine
+from detectors.filters import FILTERS
+from detectors.registry import CATALOGUE, RULES
 from detectors.known_values import KnownValues
 from detectors.prefilter import GateSpec, HyperscanGate, PortableGate, choose_backend, hyperscan_available, relax
 

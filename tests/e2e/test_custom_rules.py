@@ -123,7 +123,7 @@ def test_rules_lists_every_rule_as_json_and_table(tmp_path, tree):
     r = flowleaks("rules", "--format", "json")
     assert r.code == 0, r.stderr
     listed = json.loads(r.stdout)
-    from detectors.engine import rules_by_id
+    from detectors.registry import rules_by_id
 
     assert [x["id"] for x in listed] == list(rules_by_id())
     by = {x["id"]: x for x in listed}

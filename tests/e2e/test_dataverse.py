@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from scanner.api.dataverse import API_PATH, DataverseTarget, parse_target, scan_environment_variables
-from scanner.net.http import ApiError
+from scanner.net.errors import ApiError
 from tests.e2e.conftest import cli_env, flowleaks, rows
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.loopback import ScriptedServer, http_client, ok, run
@@ -125,7 +125,7 @@ def test_parse_target_forms():
 def test_option_takes_repeats_and_a_comma_separated_variable():
     from click.testing import CliRunner
 
-    from scanner.settings import dataverse_options
+    from scanner.cli.options import dataverse_options
 
     @click.command()
     @dataverse_options
@@ -169,7 +169,7 @@ def test_loader_follows_nextlink_and_reads_every_page():
     with ScriptedServer(_paged(pages)) as srv:
         async def go():
             async with http_client("tok") as http:
-                return await scan_environment_variables(http, parse_target(f"E={srv.url}"), engine=False,
+                return await scan_environment_variables(http, parse_target(f"E={srv.url}"), engine=None,
                                                         key=b"k")
         result = run(go())
     assert result.complete and result.pages == 3 and result.definitions == 5 and result.values == 2
@@ -187,7 +187,7 @@ def test_loader_refuses_a_foreign_nextlink_and_stops_at_max_pages():
     with ScriptedServer(_paged(pages, lambda n: f"http://localhost:1/elsewhere?$skiptoken={n}")) as srv:
         async def go():
             async with http_client("tok") as http:
-                return await scan_environment_variables(http, parse_target(srv.url), engine=False)
+                return await scan_environment_variables(http, parse_target(srv.url), engine=None)
         result = run(go())
     assert not result.complete and result.pages == 1 and result.definitions == 1
     assert "nextLink refused" in result.errors[0] and "skiptoken" not in result.errors[0]
@@ -195,7 +195,7 @@ def test_loader_refuses_a_foreign_nextlink_and_stops_at_max_pages():
     with ScriptedServer(_paged(pages)) as srv:
         async def go_limited():
             async with http_client("tok") as http:
-                return await scan_environment_variables(http, parse_target(srv.url), engine=False, max_pages=2)
+                return await scan_environment_variables(http, parse_target(srv.url), engine=None, max_pages=2)
         result = run(go_limited())
     assert result.pages == 2 and result.definitions == 2 and "paging stopped after 2 pages" in result.errors[0]
 
@@ -208,7 +208,7 @@ def test_loader_raises_on_a_denied_org():
     with ScriptedServer(denied) as srv:
         async def go():
             async with http_client("tok") as http:
-                return await scan_environment_variables(http, parse_target(srv.url), engine=False)
+                return await scan_environment_variables(http, parse_target(srv.url), engine=None)
         with pytest.raises(ApiError) as err:
             run(go())
     assert err.value.status == 403 and len(srv.requests) == 1   # a 403 is not retried

@@ -253,7 +253,8 @@ def test_no_proxy_and_the_tls_reason_in_words():
     """The two pieces of the network messages not reachable without a real network or TLS server."""
     import ssl
 
-    from scanner.net.http import proxy_bypassed, unreachable_reason
+    from scanner.net.errors import unreachable_reason
+    from scanner.net.proxy import proxy_bypassed
 
     assert proxy_bypassed("login.microsoftonline.com", "example.com, .microsoftonline.com")
     assert proxy_bypassed("anything", "*")

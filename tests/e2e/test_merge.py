@@ -18,8 +18,10 @@ from pathlib import Path
 
 import duckdb
 
-from scanner.store.merge import COMPARED, comparable_rows
 import pytest
+
+from scanner.store.merge import COMPARED, comparable_rows
+from scanner.store.schema import SCHEMA_VERSION
 
 from tests.e2e.conftest import KEY, assert_nothing_leaks, cli_env, flowleaks, installed_cli, rows
 from tests.fakeapi import FakeFlowApi, Faults
@@ -279,9 +281,13 @@ def _plain_duckdb(b: Shards, tmp: Path) -> list[Path]:
 
 CASES = {
     "another fingerprint key": (_another_key, "another fingerprint key"),
-    "another schema version": (lambda b, tmp: [b.shards[0], _copy_with(
-        b.shards[1], tmp / "old.duckdb", "UPDATE meta SET value = '0' WHERE key = 'schema_version'")],
-        "schema version 0, this flowleaks merges schema version 1"),
+    "an older schema version": (lambda b, tmp: [b.shards[0], _copy_with(
+        b.shards[1], tmp / "old.duckdb", "UPDATE meta SET value = '1' WHERE key = 'schema_version'")],
+        f"schema version 1, this flowleaks merges schema version {SCHEMA_VERSION} only"),
+    "a newer schema version": (lambda b, tmp: [b.shards[0], _copy_with(
+        b.shards[1], tmp / "new.duckdb", f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' "
+                                         "WHERE key = 'schema_version'")],
+        f"schema version {SCHEMA_VERSION + 1}, this flowleaks merges schema version {SCHEMA_VERSION} only"),
     "another tenant": (lambda b, tmp: [b.shards[0], _copy_with(
         b.shards[1], tmp / "tenant.duckdb", "INSERT OR REPLACE INTO meta VALUES ('tenant', 'contoso-other')")],
         "another tenant"),
@@ -332,6 +338,15 @@ def test_shards_of_another_fingerprint_key_than_out_are_refused(built, tmp_path)
     assert f"OUT {existing} was scanned with another fingerprint key" in r.stderr
     assert digest(existing) == before
     assert KEY not in r.stderr and OTHER_KEY not in r.stderr
+
+
+def test_last_nights_out_of_an_older_schema_version_is_migrated_as_it_is_merged_into(built, tmp_path):
+    """OUT is opened for writing (the shards only read): an older one is brought up to date, not refused."""
+    out = _copy_with(built.merged, tmp_path / "v1.duckdb", "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    r = merge(out, *built.shards)
+    assert r.code == 1, (r.code, r.stdout, r.stderr)
+    assert rows(out, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert_same_tenant(out, built.single)
 
 
 # -- incomplete, idempotent, suppressions ------------------------------------------------------------

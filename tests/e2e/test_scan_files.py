@@ -18,7 +18,7 @@ import pytest
 
 from scanner.files.sources import expand
 from scanner.files.worker import batches
-from scanner.store.database import SCHEMA
+from scanner.store.schema import SCHEMA
 from tests.e2e.conftest import KEY, assert_nothing_leaks, cli_env, flowleaks, fp, rows
 from tests.fakeapi import FakeFlowApi
 

@@ -9,7 +9,9 @@
 Standalone: `python -m tests.fakeapi --help`.
 """
 from .model import Plant
-from .server import Faults, FakeFlowApi, Stats
+from .faults import Faults
+from .server import FakeFlowApi
+from .stats import Stats
 from .tenant import RiskyDefinition, Tenant
 
 __all__ = ["FakeFlowApi", "Faults", "Plant", "RiskyDefinition", "Stats", "Tenant"]

@@ -17,7 +17,8 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from .server import Faults, FakeFlowApi
+from .faults import Faults
+from .server import FakeFlowApi
 from .tenant import Tenant
 
 

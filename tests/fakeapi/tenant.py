@@ -17,7 +17,8 @@ from typing import Any, Iterator, NamedTuple
 
 from . import fakes
 from .model import TICKS_PER_SECOND, Body, Plant, RunDetail, RunHeader, to_ticks
-from .templates import TEMPLATES, RunBuilder, Template
+from .templates import TEMPLATES
+from .templates.base import RunBuilder, Template
 
 SECURED_LINK_STYLES = ("secureData", "secureData", "null", "absent")
 ENV_DISPLAY_NAMES = ("Finance Prod", "HR Automation", "Dev Sandbox", "Sales Ops", "Integration Test")
@@ -86,7 +87,7 @@ class EnvVariable:
 
 
 class RiskyDefinition(NamedTuple):
-    """A posture issue a definition linter should raise (issue codes: see templates.py)."""
+    """A posture issue a definition linter should raise (issue codes: see templates/__init__.py)."""
     environment: str
     flow_id: str
     issue: str

@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from scanner.net.clouds import get_cloud
-from scanner.api.flow_api import FlowApi, ForeignNextLink
-from scanner.net.http import HostNotAllowed, RedirectRefused, check_transport_security
+from scanner.api.flow_api import FlowApi
+from scanner.net.confinement import check_transport_security
+from scanner.net.errors import HostNotAllowed, RedirectRefused
+from scanner.net.paging import ForeignNextLink
 from scanner.api.keyvault import load_vault
 from detectors.known_values import KnownValues
 from tests.hardening.helpers import AUD, TOKEN, client, ok, run
@@ -249,7 +251,7 @@ def test_plain_http_to_non_loopback_is_refused_before_any_connection(url):
                 c.allow_origin(AUD, url)
             with pytest.raises(HostNotAllowed):
                 await c.get_json(url, AUD)
-            c.origins.setdefault(AUD, set()).add(__import__("scanner.net.http", fromlist=["origin"]).origin(url))
+            c.origins.setdefault(AUD, set()).add(__import__("scanner.net.confinement", fromlist=["origin"]).origin(url))
             with pytest.raises(HostNotAllowed):   # even when the origin was (wrongly) registered
                 await c.get_json(url, AUD)
             with pytest.raises(HostNotAllowed):   # content links: https only off loopback

@@ -17,9 +17,9 @@ from detectors.base import PREVIEW_CHARS, PREVIEW_MIN_LENGTH, preview
 from detectors.engine import Engine
 from detectors.known_values import KnownValues
 from detectors.payload import Walker, body_from_input
-from scanner.pipeline.crawl import decode_body
+from scanner.pipeline.detection import decode_body
 from scanner.api.flow_api import FlowApi, content_links, is_secured, link_key, parse_api_time
-from scanner.net.http import FlowleaksHttpError
+from scanner.net.errors import FlowleaksHttpError
 from tests.hardening.helpers import AUD, Scripted, client, fuzz_examples, run
 
 N = fuzz_examples()

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from scanner.api import flow_api
-from scanner.api.flow_api import FlowApi, NextLinkLoop, PagingError, TooManyPages, parse_api_time
-from scanner.net.http import RetryableStatus, Throttled, TransportFailed
+from scanner.api.flow_api import FlowApi, parse_api_time
+from scanner.net import paging
+from scanner.net.errors import RetryableStatus, Throttled, TransportFailed
+from scanner.net.paging import NextLinkLoop, PagingError, TooManyPages
 from tests.hardening.helpers import AUD, RawServer, Scripted, client, ok, run
 
 HANG = 30.0  # seconds: only ever reached by a client that hangs
@@ -80,7 +81,7 @@ def test_next_links_without_end_stop_at_max_pages():
 
 
 def test_max_pages_default_comes_from_the_module_constant(monkeypatch):
-    monkeypatch.setattr(flow_api, "MAX_PAGES", 7)
+    monkeypatch.setattr(paging, "MAX_PAGES", 7)
     assert FlowApi(client(), "http://127.0.0.1:1", AUD).max_pages == 7
 
 
@@ -240,7 +241,7 @@ def test_slow_loris_server_ends_in_transport_failed(behaviour):
 
 @pytest.mark.parametrize("link", ["0\x1f", "/p\x00x", "http://127.0.0.1:99999/x", "http://[::1", "http://[zz]/"])
 def test_unusable_next_links_are_flowleaks_errors(link):
-    from scanner.net.http import FlowleaksHttpError
+    from scanner.net.errors import FlowleaksHttpError
 
     with Scripted(lambda m, p, h: ok({"value": [{"name": "a"}], "nextLink": link})) as s:
         async def go():
@@ -255,7 +256,7 @@ def test_unusable_next_links_are_flowleaks_errors(link):
 
 
 def test_content_link_with_control_characters_is_refused_not_raised():
-    from scanner.net.http import UnusableUrl
+    from scanner.net.errors import UnusableUrl
 
     async def go():
         async with client() as c:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from scanner.pipeline.crawl import NON_BLOCKING_SKIPS
+from scanner.skip_reasons import NON_BLOCKING_SKIPS
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.hardening.helpers import NOW, db_rows, flowleaks, sweep_args
 

@@ -313,7 +313,7 @@ def test_walk_helper_on_odd_types():
 def test_content_size_that_lies_is_capped_while_streaming():
     """The link says contentSize 10 and the server streams without end (chunked, no length): the
     client stops at the cap with 'too large' instead of reading for ever."""
-    from scanner.net.http import ContentTooLarge
+    from scanner.net.errors import ContentTooLarge
     from tests.hardening.helpers import RawServer, client, run
 
     def endless(head, conn):

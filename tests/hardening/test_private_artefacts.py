@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from scanner import private
-from scanner.net.auth import write_private
+from scanner.net.auth import write_token_cache
 from scanner.replay.cassette import Cassette, Interaction
-from scanner.store.database import Store, fingerprint_key
+from scanner.store.database import Store
+from scanner.keys import fingerprint_key
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.hardening.helpers import FLOWLEAKS, NOW, ROOT, SINCE, UNTIL, db_rows, flowleaks, sweep_args
 
@@ -80,14 +81,14 @@ def test_exports_are_0600(runs):
         assert path.stat().st_size > 0 and mode(path) == 0o600, fmt
 
 
-def test_write_private_creates_and_tightens(tmp_path):
+def test_write_token_cache_creates_and_tightens(tmp_path):
     new = tmp_path / "cache" / "msal-token-cache.json"
-    write_private(new, '{"AccessToken": {}}')
+    write_token_cache(new, '{"AccessToken": {}}')
     assert mode(new) == 0o600
     old = tmp_path / "loose.json"
     old.write_text("x")
     os.chmod(old, 0o644)
-    write_private(old, '{"RefreshToken": {}}')
+    write_token_cache(old, '{"RefreshToken": {}}')
     assert mode(old) == 0o600 and old.read_text() == '{"RefreshToken": {}}'
 
 
@@ -362,7 +363,7 @@ def test_copy_export_over_a_loose_file_is_0600(tmp_path, loose_umask):
     still ends 0600, and the old 0644 file is not what remains."""
     import duckdb
 
-    from scanner.report.export import copy_findings
+    from scanner.store.export import copy_findings
 
     db = tmp_path / "e.duckdb"
     Store(db).close()

@@ -1,6 +1,6 @@
 """The definition readers are total (issue 9, item 5): whatever JSON value sits at any position of a
 definition, scanner/posture/model.py and scanner/posture/ read what they can, ignore the rest, and
-never raise; `definition.problems()` names every documented container that has the wrong type.
+never raise; `model.problems()` names every documented container that has the wrong type.
 
 Test names containing "fuzz" are hypothesis fuzzers (`make fuzz` runs them with
 FLOWLEAKS_FUZZ_EXAMPLES=5000; the default of 50 examples each keeps `make test` quick).
@@ -14,7 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from scanner.posture import model as defn
-from scanner import posture
+from scanner.posture.analyze import analyze_definition
+from scanner.posture.canonical import definition_hash
+from scanner.posture.explain import explain
+from scanner.posture.sources import secret_sources
+from scanner.posture.taint import is_visible
 from tests.hardening.helpers import fuzz_examples
 
 FUZZ = settings(max_examples=fuzz_examples(), deadline=None, derandomize=False,
@@ -227,13 +231,13 @@ def read_everything(d) -> dict:
     out = {
         "iter_actions": names, "action_types": defn.action_types(d), "trigger_type": defn.trigger_type(d),
         "connectors": defn.connectors(d), "secured_sides": defn.secured_sides(d),
-        "secret_sources": posture.secret_sources(d),
-        "posture_actions": [(n, p) for n, p, _node in posture.iter_actions(d)],
-        "findings": posture.analyze_definition(d, engine=False),
-        "explain": [posture.explain(d, n, side) for n in names + list(defn.action_types(d)) for side in SIDES],
-        "visible": [posture.is_visible(d, n, side) for n in names for side in SIDES],
+        "secret_sources": secret_sources(d),
+        "nodes": [(n.name, n.path) for n in defn.nodes(d)],
+        "findings": analyze_definition(d, engine=None),
+        "explain": [explain(d, n, side) for n in names + list(defn.action_types(d)) for side in SIDES],
+        "visible": [is_visible(d, n, side) for n in names for side in SIDES],
     }
-    assert isinstance(posture.definition_hash(d), str) and len(posture.definition_hash(d)) == 64
+    assert isinstance(definition_hash(d), str) and len(definition_hash(d)) == 64
     return out
 
 
@@ -255,9 +259,9 @@ def test_fuzz_definition_readers_never_raise(d):
 @FUZZ
 @given(d=odd_definitions, engine_on=st.booleans())
 def test_fuzz_analyze_with_the_engine_and_explain_with_a_value_never_raise(engine, d, engine_on):
-    assert isinstance(posture.analyze_definition(d, engine=engine if engine_on else False, key=b"k"), list)
+    assert isinstance(analyze_definition(d, engine=engine if engine_on else None, key=b"k"), list)
     for name, _node in defn.iter_actions(d):
-        posture.explain(d, name, "action_inputs", value="Fake-Literal-Pa55word-991")
+        explain(d, name, "action_inputs", value="Fake-Literal-Pa55word-991")
 
 
 @pytest.mark.fuzz
@@ -267,9 +271,9 @@ def test_fuzz_readers_of_any_json_root_never_raise(root):
     """Not even a definition (or one of the odd dicts `anything` draws): the readers never raise; a
     root that is not an object is read as an empty definition, and problems() says why."""
     answers = (defn.action_types(root), defn.trigger_type(root), defn.connectors(root), defn.secured_sides(root),
-               posture.secret_sources(root), posture.explain(root, "x", "action_inputs"))
-    assert posture.is_visible(root, "x", "action_outputs") is True  # unknown actions are assumed visible
-    assert len(posture.definition_hash(root)) == 64
+               secret_sources(root), explain(root, "x", "action_inputs"))
+    assert is_visible(root, "x", "action_outputs") is True  # unknown actions are assumed visible
+    assert len(definition_hash(root)) == 64
     if not isinstance(root, dict):
         assert answers == ({}, None, [], {}, {}, None)
         assert defn.problems(root) == [f"$ ({'null' if root is None else type(root).__name__}, expected object)"]

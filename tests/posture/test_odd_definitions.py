@@ -4,12 +4,18 @@ is read around — the rest of the definition still gives its facts and findings
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 
 import pytest
 
 from scanner.posture import model as defn
-from scanner import posture
+from scanner.posture.analyze import analyze_definition
+from scanner.posture.canonical import canonical_json, definition_hash
+from scanner.posture.explain import explain
+from scanner.posture.rules import RULES
+from scanner.posture.sources import secret_sources
+from scanner.posture.taint import analysis
 from tests.posture.posture_fixtures import KV_OPENAPI
 
 TRIGGER = {"manual": {"type": "Request", "kind": "Button", "inputs": {}}}
@@ -24,14 +30,14 @@ def read_all(d) -> dict:
     """Every reader; none of them may raise."""
     names = [n for n, _ in defn.iter_actions(d)]
     return {"types": defn.action_types(d), "trigger": defn.trigger_type(d), "connectors": defn.connectors(d),
-            "secured": defn.secured_sides(d), "sources": posture.secret_sources(d),
-            "findings": posture.analyze_definition(d, engine=False),
-            "explained": {n: posture.explain(d, n, "action_outputs") for n in names},
-            "hash": posture.definition_hash(d), "names": names}
+            "secured": defn.secured_sides(d), "sources": secret_sources(d),
+            "findings": analyze_definition(d, engine=None),
+            "explained": {n: explain(d, n, "action_outputs") for n in names},
+            "hash": definition_hash(d), "names": names}
 
 
 def pa001_still_found(d) -> bool:
-    return any(f.rule_id == "PA001" and f.action == "Get_secret" for f in posture.analyze_definition(d, engine=False))
+    return any(f.rule_id == "PA001" and f.action == "Get_secret" for f in analyze_definition(d, engine=None))
 
 
 # (name, definition, the problem reported) — the shapes named in issue 9
@@ -73,7 +79,7 @@ def test_odd_shape_is_reported_and_the_rest_is_still_read(name, d, problem):
     read_all(d)
     # the readable rest of the definition is analysed as before: the unsecured source is still found
     assert pa001_still_found(d), name
-    assert posture.secret_sources(d) == {"Get_secret": "keyvault"}
+    assert secret_sources(d) == {"Get_secret": "keyvault"}
 
 
 def test_actions_null_is_reported_and_the_triggers_are_still_read():
@@ -86,14 +92,14 @@ def test_actions_null_is_reported_and_the_triggers_are_still_read():
 def test_triggers_as_a_list_and_actions_null_are_analysed_not_rejected():
     """Before: unwrap_definition found no definition and analyze_definition raised ValueError."""
     d = {"triggers": [TRIGGER["manual"]], "actions": None}
-    assert posture.analyze_definition(d, engine=False) == []
+    assert analyze_definition(d, engine=None) == []
     assert defn.problems(d) == ["$.triggers (list, expected object)", "$.actions (null, expected object)"]
 
 
 def test_not_a_definition_is_still_a_value_error():
     """A document with neither triggers nor actions is not a definition: the documented error stays."""
     with pytest.raises(ValueError):
-        posture.analyze_definition({"foo": 1}, engine=False)
+        analyze_definition({"foo": 1}, engine=None)
     assert defn.problems({"foo": 1}) == []  # nothing documented is of the wrong type
     assert defn.problems([1]) == ["$ (list, expected object)"]
 
@@ -104,13 +110,13 @@ def test_secure_data_as_a_string_secures_nothing():
                    "runtimeConfiguration": {"secureData": {"properties": "inputs"}}})
     assert defn.secured_sides(d) == {}
     assert "$.actions.HTTP.runtimeConfiguration.secureData.properties (str, expected array)" in defn.problems(d)
-    assert any(f.rule_id == "PA002" and f.action == "HTTP" for f in posture.analyze_definition(d, engine=False))
+    assert any(f.rule_id == "PA002" and f.action == "HTTP" for f in analyze_definition(d, engine=None))
 
 
 def test_well_formed_fixtures_have_no_problems():
     from tests.posture.posture_fixtures import MEDIUM_ONLY, RISKY, SAFE
-    for d in (RISKY, SAFE, MEDIUM_ONLY, *[e for r in posture.EXAMPLES.values() for k in ("positive", "negative")
-                                          for e in r[k] if "triggers" in e]):
+    for d in (RISKY, SAFE, MEDIUM_ONLY, *[e for r in RULES.values() for k in ("positive", "negative")
+                                          for e in r.examples[k] if "triggers" in e]):
         assert defn.problems(d) == [], d
 
 
@@ -132,10 +138,10 @@ def test_deeply_nested_scopes_are_cut_and_reported():
 
 def test_nesting_within_the_limit_is_read():
     d = _nested_scopes(defn.MAX_NESTING - 1)
-    assert defn.problems(d) == [] and posture.secret_sources(d) == {"Get_secret": "keyvault"}
-    c = posture.explain(d, "Get_secret", "action_outputs")
+    assert defn.problems(d) == [] and secret_sources(d) == {"Get_secret": "keyvault"}
+    c = explain(d, "Get_secret", "action_outputs")
     assert c is not None and c.rule_id == "PA001"
-    assert "Get_secret" in posture._model(d).actions["Scope_0"].children  # result('Scope_0') sees it
+    assert "Get_secret" in analysis(d).actions["Scope_0"].children  # result('Scope_0') sees it
 
 
 def test_problems_are_capped():
@@ -150,17 +156,17 @@ def test_problems_are_capped():
 def test_definition_hash_is_unchanged_for_json_and_total_for_the_rest():
     d = flow()
     canonical = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert posture.definition_hash(d) == posture.hashlib.sha256(canonical.encode()).hexdigest()
-    assert posture._canonical_json(d) == canonical  # the fallback writes the same text
+    assert definition_hash(d) == hashlib.sha256(canonical.encode()).hexdigest()
+    assert canonical_json(d) == canonical  # the fallback writes the same text
     mixed = {"actions": {1: "a", "b": 2, None: [1.5, True]}}  # names json.dumps cannot sort
-    assert posture.definition_hash(mixed) == posture.definition_hash(copy.deepcopy(mixed))
-    assert posture.definition_hash(mixed) != posture.definition_hash({"actions": {1: "a", "b": 3, None: [1.5, True]}})
+    assert definition_hash(mixed) == definition_hash(copy.deepcopy(mixed))
+    assert definition_hash(mixed) != definition_hash({"actions": {1: "a", "b": 3, None: [1.5, True]}})
 
 
 def test_secure_object_default_of_mixed_names_is_still_reported():
     d = flow()
     d["parameters"] = {"conn": {"type": "secureobject", "defaultValue": {1: "x", "k": "Fake-Default-Secret-77"}}}
-    fs = [f for f in posture.analyze_definition(d, engine=False, key=b"k") if f.action == "parameters.conn"]
+    fs = [f for f in analyze_definition(d, engine=None, key=b"k") if f.action == "parameters.conn"]
     assert [f.rule_id for f in fs] == ["PA005"] and fs[0].fingerprint
     assert "Fake-Default-Secret-77" not in repr(fs)
 
@@ -171,6 +177,6 @@ def test_odd_type_does_not_reach_a_message():
     odd = copy.deepcopy(d)
     odd["actions"]["Keep"]["type"] = {"leak": "Fake-Type-Secret-123"}
     odd["actions"]["Get_secret"]["inputs"]["host"]["operationId"] = ["GetSecret"]
-    out = repr(posture.analyze_definition(odd, engine=False)) + repr(defn.problems(odd))
+    out = repr(analyze_definition(odd, engine=None)) + repr(defn.problems(odd))
     assert "Fake-Type-Secret-123" not in out
-    assert posture.secret_sources(odd) == {}  # an operationId that is not text is no Key Vault call
+    assert secret_sources(odd) == {}  # an operationId that is not text is no Key Vault call

@@ -16,11 +16,7 @@ from posture_fixtures import (DEPLOYMENT_SETTINGS, ENV_DEF_SECRET_XML, ENV_DEF_X
 
 
 @pytest.fixture(autouse=True)
-def _no_real_engine(monkeypatch):
-    # In-process lint_paths() calls stay independent of the detection engine: the literal checks must find
-    # the planted credentials on their own. (The CLI runs in a subprocess, with the default engine.)
-    from scanner import posture
-    monkeypatch.setattr(posture, "_DEFAULT_ENGINE", False)
+def _fingerprint_key(monkeypatch):
     monkeypatch.setenv("FLOWLEAKS_FINGERPRINT_KEY", "test-key")
 
 
@@ -164,7 +160,8 @@ def test_arm_export_legacy_package_and_directory(tmp_path):
     unpacked = tmp_path / "unpacked"
     (unpacked / "Workflows").mkdir(parents=True)
     (unpacked / "Workflows" / "Flow-1.json").write_text(json.dumps({"properties": {"definition": RISKY}}))
-    rep = lint_paths([arm, pkg, unpacked], engine=False, key=b"k")
+    # in process without an engine: the literal checks must find the planted credentials on their own
+    rep = lint_paths([arm, pkg, unpacked], engine=None, key=b"k")
     assert rep.errors == []
     by_path = {}
     for r in rep.results:
@@ -220,10 +217,8 @@ def test_fingerprints_stable_with_key(risky_json):
     assert fa and fa == sorted(f["fingerprint"] for f in b["findings"] if f["fingerprint"])
 
 
-def test_lint_with_default_engine(solution, monkeypatch):
-    """With the real detection engine (when it exists) nothing leaks either."""
-    from scanner import posture
-    monkeypatch.setattr(posture, "_DEFAULT_ENGINE", None)
+def test_lint_with_the_detection_engine(solution):
+    """The command runs the real detection engine (scanner/cli/lint.py builds it): nothing leaks either."""
     zpath, settings = solution
     for fmt in ("json", "sarif", "table"):
         r = run(zpath, settings, "--format", fmt)

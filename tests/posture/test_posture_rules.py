@@ -6,8 +6,16 @@ import json
 import pytest
 
 from detectors.base import Hit, ScanResult
-from scanner import posture
-from scanner.posture import RULES, analyze_definition, definition_hash, explain, is_visible
+from detectors.engine import Engine
+from scanner.posture import model
+from scanner.posture.analyze import analyze_definition
+from scanner.posture.base import SEVERITIES
+from scanner.posture.canonical import definition_hash
+from scanner.posture.explain import explain
+from scanner.posture.rules import RULES
+from scanner.posture.rules.PA007 import analyze_environment, secret_like_name
+from scanner.posture.solution import ENV_TYPE_SECRET, parse_env_var_definition_xml, parse_env_var_values_json
+from scanner.posture.taint import is_visible
 
 from posture_fixtures import KV_OPENAPI, PLANTED, RISKY, SAFE, compose, defn, http, secured
 
@@ -15,21 +23,37 @@ CASES = [(rid, kind, i) for rid, r in RULES.items() for kind in ("positive", "ne
          for i in range(len(r.examples.get(kind, [])))]
 
 
+def run_example(rule_id: str, example: dict) -> list[tuple[str, str]]:
+    """(rule id, message or remediation) of what one of a rule's examples yields: PA008's examples are
+    questions to explain(), PA007's the arguments of analyze_environment, the others definitions."""
+    if "explain" in example:
+        e = example["explain"]
+        cause = explain(e["definition"], e["action"], e["side"])
+        return [] if cause is None else [(cause.rule_id, cause.remediation)]
+    if rule_id == "PA007":
+        found = analyze_environment(example.get("definitions", ()), example.get("values"), example.get("settings"),
+                                    engine=None)
+    else:
+        found = analyze_definition(example, engine=None)
+    return [(f.rule_id, f.message) for f in found]
+
+
 @pytest.mark.parametrize("rule_id,kind,index", CASES, ids=[f"{r}-{k}-{i}" for r, k, i in CASES])
 def test_rule_examples(rule_id, kind, index):
+    """Each rule file's examples (scanner/posture/rules/PA00x.py): every positive one yields that rule's
+    finding, no negative one does."""
     example = RULES[rule_id].examples[kind][index]
-    findings = posture.run_example(rule_id, example)
-    hits = [f for f in findings if f.rule_id == rule_id]
+    hits = [msg for rid, msg in run_example(rule_id, example) if rid == rule_id]
     if kind == "positive":
         assert hits, f"{rule_id} positive example {index} not detected"
     else:
-        assert not hits, f"{rule_id} negative example {index} flagged: {[f.message for f in hits]}"
+        assert not hits, f"{rule_id} negative example {index} flagged: {hits}"
 
 
 def test_rules_metadata():
     assert sorted(RULES) == [f"PA00{i}" for i in range(1, 9)]
     for rid, r in RULES.items():
-        assert r.id == rid and r.severity in posture.SEVERITIES
+        assert r.id == rid and r.severity in SEVERITIES
         assert r.title and r.help and r.remediation and r.name
         assert r.examples.get("positive") and r.examples.get("negative"), rid
         sd = r.to_sarif()
@@ -54,7 +78,7 @@ def test_secured_source_direct_consumer_hidden_next_hop_visible():
     assert is_visible(d, "Build_header", "outputs")  # propagation hides inputs only
     assert not is_visible(d, "Keep", "inputs") and not is_visible(d, "Keep", "outputs")  # Compose: both
     assert is_visible(d, "Send", "inputs")  # hidden Compose outputs don't propagate
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     assert _ids(fs, "Send") == ["PA002"]
     assert _ids(fs, "Build_header") == [] and _ids(fs, "Keep") == [] and _ids(fs, "Get_secret") == []
 
@@ -65,7 +89,7 @@ def test_compose_secure_inputs_hides_outputs():
               "Use": http(body="@{outputs('Keep')}")})
     assert not is_visible(d, "Keep", "inputs") and not is_visible(d, "Keep", "outputs")
     assert is_visible(d, "Use", "inputs")
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     assert _ids(fs, "Keep") == [] and _ids(fs, "Use") == ["PA002"] and _ids(fs, "Get_secret") == ["PA001"]
 
 
@@ -88,7 +112,7 @@ def test_variables_cannot_be_secured():
     assert is_visible(d, "Init_token", "outputs")  # secureData on a variable action has no effect on outputs
     assert is_visible(d, "Set_copy", "inputs") and is_visible(d, "Set_copy", "outputs")
     assert is_visible(d, "Call", "inputs")  # variables('…') is not an explicit reference to the source
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     assert _ids(fs, "Set_copy") == ["PA003"] and _ids(fs, "Append") == ["PA003"]
     assert _ids(fs, "Call") == ["PA002"]
     assert next(f for f in fs if f.action == "Call").sources == ("Get_secret",)
@@ -106,9 +130,9 @@ def test_nested_containers_and_loops_and_interpolation():
                    "default": {"actions": {"Deep": compose("x @{actions('Get_secret')?['outputs']} y")}}}}},
         "After": http(body="@{result('Scope_2')}"),
     })
-    names = {n for n, _p, _node in posture.iter_actions(d)}
+    names = {n.name for n in model.nodes(d)}
     assert {"Inner", "Poll", "Deep", "manual"} <= names
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     assert _ids(fs, "Inner") == ["PA002"]
     assert _ids(fs, "Poll") == ["PA002"]
     assert _ids(fs, "Deep") == ["PA003"]
@@ -131,7 +155,7 @@ def test_authorization_header_is_never_visible():
               "Call": http(headers={"Authorization": "Bearer @{body('Get_secret')?['value']}"})})
     assert is_visible(d, "Call", "inputs")
     assert not is_visible(d, "Call", "inputs", json_path="$.headers.Authorization")
-    assert _ids(analyze_definition(d, engine=False), "Call") == []
+    assert _ids(analyze_definition(d, engine=None), "Call") == []
 
 
 def test_token_endpoint_and_vault_over_http_are_sources():
@@ -141,14 +165,14 @@ def test_token_endpoint_and_vault_over_http_are_sources():
                         "inputs": {"method": "GET", "uri": "https://kv-ops.vault.azure.net/secrets/api/?api-version=7.4",
                                    "authentication": {"type": "ManagedServiceIdentity"}}},
               "Use": http(headers={"x-token": "@{body('Token')?['access_token']}"})})
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     assert _ids(fs, "Token") == ["PA001"] and _ids(fs, "Vault") == ["PA001"] and _ids(fs, "Use") == ["PA002"]
 
 
 # --- the risky fixture --------------------------------------------------------------------------------
 
 def test_risky_fixture_all_findings_and_no_secret_values():
-    fs = analyze_definition(RISKY, flow_name="Risky", engine=False, key=b"k")
+    fs = analyze_definition(RISKY, flow_name="Risky", engine=None, key=b"k")
     got = {(f.rule_id, f.action) for f in fs}
     assert {("PA001", "Get_secret"), ("PA002", "HTTP_call_partner"), ("PA003", "Keep_key"),
             ("PA005", "Call_basic"), ("PA005", "Call_apim"), ("PA004", "Call_function")} <= got
@@ -167,14 +191,14 @@ def test_risky_fixture_all_findings_and_no_secret_values():
 
 
 def test_safe_fixture_clean():
-    assert analyze_definition(SAFE, engine=False) == []
+    assert analyze_definition(SAFE, engine=None) == []
 
 
 def test_wrapped_definition_accepted():
-    fs = analyze_definition({"properties": {"definition": RISKY}}, engine=False)
+    fs = analyze_definition({"properties": {"definition": RISKY}}, engine=None)
     assert any(f.rule_id == "PA001" for f in fs)
     with pytest.raises(ValueError):
-        analyze_definition({"foo": 1}, engine=False)
+        analyze_definition({"foo": 1}, engine=None)
 
 
 def test_definition_hash_canonical():
@@ -282,12 +306,8 @@ def test_engine_failure_does_not_hide_posture_findings():
     assert any(f.rule_id == "PA001" for f in fs)
 
 
-def test_real_engine_if_available():
-    try:
-        from detectors.engine import Engine  # noqa: F401
-    except Exception:  # noqa: BLE001
-        pytest.skip("detectors.engine not available yet")
-    fs = analyze_definition(RISKY, key=b"k")  # default engine
+def test_real_engine():
+    fs = analyze_definition(RISKY, engine=Engine(), key=b"k")
     assert any(f.rule_id == "PA001" for f in fs)
     dump = json.dumps([f.to_dict() for f in fs])
     for v in PLANTED.values():
@@ -298,27 +318,27 @@ def test_real_engine_if_available():
 
 def test_env_var_xml_parse_and_rules():
     from posture_fixtures import ENV_DEF_SECRET_XML, ENV_DEF_XML
-    d = posture.parse_env_var_definition_xml(ENV_DEF_XML.format(value=PLANTED["env_password"]).encode())
+    d = parse_env_var_definition_xml(ENV_DEF_XML.format(value=PLANTED["env_password"]).encode())
     assert (d.schemaname, d.displayname, d.type) == ("cr6e_ApiPassword", "Api Password", "100000000")
-    s = posture.parse_env_var_definition_xml(ENV_DEF_SECRET_XML)
-    assert s.type == posture.ENV_TYPE_SECRET
-    fs = posture.analyze_environment([d, s], engine=False, key=b"k")
+    s = parse_env_var_definition_xml(ENV_DEF_SECRET_XML)
+    assert s.type == ENV_TYPE_SECRET
+    fs = analyze_environment([d, s], engine=None, key=b"k")
     assert [(f.rule_id, f.action, f.severity) for f in fs] == [("PA007", "cr6e_ApiPassword", "high")]
     assert PLANTED["env_password"] not in repr(fs)
     # a settings file giving the Secret-typed variable a literal value
-    fs = posture.analyze_environment([s], settings={"EnvironmentVariables": [
-        {"SchemaName": "cr6e_PartnerKey", "Value": "not-a-key-vault-reference-123"}]}, engine=False)
+    fs = analyze_environment([s], settings={"EnvironmentVariables": [
+        {"SchemaName": "cr6e_PartnerKey", "Value": "not-a-key-vault-reference-123"}]}, engine=None)
     assert [(f.rule_id, f.json_path) for f in fs] == [("PA007", "$.EnvironmentVariables[0].Value")]
     with pytest.raises(ValueError):
-        posture.parse_env_var_definition_xml('<!DOCTYPE x [<!ENTITY a "b">]><environmentvariabledefinition/>')
+        parse_env_var_definition_xml('<!DOCTYPE x [<!ENTITY a "b">]><environmentvariabledefinition/>')
 
 
 def test_env_var_values_json_shapes():
     one = {"environmentvariablevalues": {"environmentvariablevalue": {"schemaname": "a", "value": "1"}}}
     many = {"environmentvariablevalues": {"environmentvariablevalue": [{"schemaname": "a", "value": "1"},
                                                                        {"schemaname": "b", "value": "2"}]}}
-    assert posture.parse_env_var_values_json(one) == {"a": "1"}
-    assert posture.parse_env_var_values_json(many) == {"a": "1", "b": "2"}
+    assert parse_env_var_values_json(one) == {"a": "1"}
+    assert parse_env_var_values_json(many) == {"a": "1", "b": "2"}
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -327,7 +347,7 @@ def test_env_var_values_json_shapes():
     ("cr6e_KeyVaultName", False), ("cr6e_SecretName", False), ("cr6e_TokenEndpoint", False),
     ("cr6e_Monkey", False)])
 def test_secret_like_names(name, expected):
-    assert posture.secret_like_name(name) is expected
+    assert secret_like_name(name) is expected
 
 
 # --- robustness: arbitrary shapes never raise ----------------------------------------------------------
@@ -350,7 +370,7 @@ _json = st.recursive(
 @given(actions=st.dictionaries(st.sampled_from(["A", "B", "C", "Get_secret"]), _json, max_size=4))
 def test_fuzz_odd_definitions_never_raise(actions):
     d = {"triggers": {"manual": {"type": "Request"}}, "actions": actions}
-    fs = analyze_definition(d, engine=False)
+    fs = analyze_definition(d, engine=None)
     for name in list(actions) + ["manual"]:
         is_visible(d, name, "inputs")
         explain(d, name, "outputs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from scanner.report import sarif
-from scanner.posture import RULES
+from scanner.posture.rules import RULES
 
 
 def test_minimal_log_is_valid():
