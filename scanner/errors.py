@@ -45,25 +45,21 @@ class ScanFailed(Exception):
     Built only from counts, ids and `describe()` of the cause, so it is safe to print."""
 
 
-def _net_errors() -> tuple[type, type]:
-    # lazily: scanner/private.py raises InputError, and the store (which uses it) must not import HTTP code
-    from scanner.net.auth import AuthError
-    from scanner.net.errors import FlowleaksHttpError
+class ExpectedError(Exception):
+    """A failure of the environment or the input, not of flowleaks: credentials, the network, an HTTP
+    answer, a database that cannot be opened. Its own message is the report: built from redacted parts
+    (hosts, paths, API error codes), except where it quotes a third party (`quotes_others = True`:
+    MSAL's error_description), which is redacted before it is shown. The net and the store subclass it,
+    so this module needs neither."""
 
-    return AuthError, FlowleaksHttpError
-
-
-def _store_errors() -> tuple[type, ...]:
-    from scanner.store.errors import StoreOpenError  # lazily: the store must not import HTTP code
-
-    return (StoreOpenError,)
+    quotes_others = False
 
 
 def is_expected(exc: BaseException | None) -> bool:
     """A failure of the environment or the input, not of flowleaks: its own message is the report."""
     if isinstance(exc, ScanFailed):
         return is_expected(exc.__cause__)
-    return isinstance(exc, (*_net_errors(), OSError, *_store_errors()))
+    return isinstance(exc, (ExpectedError, OSError))
 
 
 def describe(exc: BaseException) -> str:
@@ -71,11 +67,10 @@ def describe(exc: BaseException) -> str:
     are shown in full; an OSError by its OS reason and the path (a path we were given, never data);
     any other exception's text could quote a payload holding a secret, so only its type and where
     it was raised are shown."""
-    AuthError, FlowleaksHttpError = _net_errors()
-    if isinstance(exc, (FlowleaksHttpError, ScanFailed, *_store_errors())):
-        return " ".join(str(exc).split())[:500]
-    if isinstance(exc, AuthError):  # our own text plus MSAL's error_description: redacted, in full
+    if isinstance(exc, ExpectedError) and exc.quotes_others:  # e.g. MSAL's error_description: redacted
         return " ".join(redact_text(str(exc)).split())[:500]
+    if isinstance(exc, (ExpectedError, ScanFailed)):
+        return " ".join(str(exc).split())[:500]
     if isinstance(exc, OSError) and exc.strerror:
         paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
         return f"{exc.strerror}: {paths}" if paths else exc.strerror

@@ -1,5 +1,5 @@
 """Settings shared by every command, built from the values of their options, and checked before the
-work: the time window, endpoints, credentials, proxy and CA bundle, shard, custom rule packs, and the
+work: the time window, endpoints, credentials, proxy and CA bundle, custom rule packs, and the
 FLOWLEAKS_* variables no option reads (FLOWLEAKS_MATCHER, FLOWLEAKS_FINGERPRINT_KEY).
 
 A bad value raises a plain error (scanner/errors.py: UsageError, BadValue, InputError) that the CLI
@@ -15,7 +15,7 @@ from scanner.errors import BadValue, InputError, UsageError
 from scanner.net.auth import AuthConfig
 from scanner.net.clouds import Cloud, get_cloud
 from scanner.net.confinement import check_transport_security
-from scanner.net.http import HttpConfig
+from scanner.net.config import HttpConfig
 
 DEFAULT_DB = "flowleaks.duckdb"
 
@@ -130,24 +130,6 @@ def network_from_env(ca_bundle: str | None) -> tuple[str | None, str, str | None
             # one line, exit 2: not click's usage block, the command line was fine
             raise InputError(f"{where}: cannot use {ca_bundle} as a CA bundle: {why}") from None
     return proxy, no_proxy, ca_bundle
-
-
-def shard_from(kw: dict, db: str):
-    """Pop --shard and resolve it (with the Indexed Job variables); a bad value is a usage error."""
-    from scanner.pipeline.shard import ShardError, resolve_shard
-
-    import os
-
-    try:
-        shard = resolve_shard(kw.pop("shard", None))
-    except ShardError as exc:
-        raise UsageError(str(exc)) from None
-    db = str(db)
-    if shard is not None and not os.environ.get("FLOWLEAKS_FINGERPRINT_KEY") and not os.path.exists(f"{db}.key"):
-        # a new key file per shard database: fingerprints no merge could compare
-        raise UsageError("a shard needs the fingerprint key every shard shares: set "
-                         "FLOWLEAKS_FINGERPRINT_KEY (or put the same key file beside each shard database)")
-    return shard
 
 
 def custom_rules_from(kw: dict) -> Any:

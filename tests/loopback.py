@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from scanner.net.auth import StaticToken
-from scanner.net.http import HttpClient, HttpConfig
+from scanner.net.config import HttpConfig
+from scanner.net.http import HttpClient
 
 Reply = tuple[int, dict, bytes]
 

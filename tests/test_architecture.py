@@ -91,6 +91,61 @@ def test_only_net_speaks_http(path: Path) -> None:
     assert not bad, f"{rel(path)} imports {bad}"
 
 
+FOUNDATION = {"scanner.errors", "scanner.redact", "scanner.private", "scanner.keys", "scanner.logs",
+              "scanner.skip_reasons"}
+# What each package may import of the project (docs/architecture.md, "Packages"): down the list only.
+MAY_IMPORT: dict[str, set[str]] = {
+    "detectors": set(),
+    **{m: FOUNDATION for m in FOUNDATION},
+    "scanner.net": FOUNDATION,
+    "scanner.store": FOUNDATION,
+    "scanner.posture": FOUNDATION | {"detectors"},
+    "scanner.replay": FOUNDATION | {"detectors"},
+    "scanner.api": FOUNDATION | {"scanner.net"},
+    "scanner.settings": FOUNDATION | {"scanner.net", "detectors"},
+    "scanner.pipeline": FOUNDATION | {"scanner.api", "scanner.net", "scanner.store", "scanner.posture",
+                                      "scanner.settings", "detectors"},
+    "scanner.files": FOUNDATION | {"scanner.pipeline", "scanner.store", "scanner.posture", "scanner.settings",
+                                   "scanner.net", "scanner.api", "detectors"},
+    "scanner.report": FOUNDATION | {"scanner.store", "scanner.posture", "scanner.files", "scanner.pipeline",
+                                    "detectors"},
+}
+
+
+def package_of(module: str) -> str | None:
+    """`scanner.net.http` → `scanner.net`; `scanner.keys` → `scanner.keys`; `detectors.x` → `detectors`."""
+    parts = module.split(".")
+    if parts[0] == "detectors":
+        return "detectors"
+    if parts[0] != "scanner" or len(parts) < 2:
+        return None
+    if (ROOT / "scanner" / parts[1]).is_dir() or (ROOT / "scanner" / f"{parts[1]}.py").is_file():
+        return f"scanner.{parts[1]}"
+    return None  # a name imported from scanner/__init__.py (__version__)
+
+
+def own_package(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return "detectors" if parts[0] == "detectors" else f"scanner.{parts[1]}"
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if not in_package(p, "scanner.cli")
+                                  and rel(p) != "scanner/__init__.py"], ids=rel)
+def test_packages_depend_one_way(path: Path) -> None:
+    mine = own_package(path)
+    allowed = MAY_IMPORT[mine] | {mine}
+    bad = sorted({m for m in imports(path) if (package_of(m) or mine) not in allowed})
+    assert not bad, f"{rel(path)} ({mine}) imports {bad}; it may import {sorted(MAY_IMPORT[mine])}"
+
+
+def test_the_layers_have_no_cycle() -> None:
+    """MAY_IMPORT itself runs one way (a package listed as allowed never allows its importer back)."""
+    for a, deps in MAY_IMPORT.items():
+        for b in deps:
+            if b != a and b not in FOUNDATION | {a}:
+                assert a not in MAY_IMPORT.get(b, set()), f"{a} and {b} may import each other"
+
+
 @pytest.mark.parametrize("path", PROJECT, ids=rel)
 def test_no_file_is_longer_than_about_500_lines(path: Path) -> None:
     n = len(path.read_text().splitlines())
@@ -103,3 +158,6 @@ def test_the_rules_can_fail() -> None:
     assert uses(sample, "click")
     store = ROOT / "scanner" / "store" / "database.py"
     assert uses(store, "duckdb") and _sql_calls(store)
+    assert package_of("scanner.net.http") == "scanner.net" and package_of("scanner.keys") == "scanner.keys"
+    assert package_of("detectors.engine") == "detectors" and package_of("scanner.__version__") is None
+    assert any(package_of(m) == "scanner.net" for m in imports(ROOT / "scanner" / "pipeline" / "sweep.py"))

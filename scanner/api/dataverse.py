@@ -1,28 +1,25 @@
-"""PA007 read live from Dataverse: environment variable definitions and their current values.
+"""Dataverse environment variables, read live: every definition and its current value, as typed records.
 
 `GET {org}/api/data/v9.2/environmentvariabledefinitions?$select=…&$expand=
 environmentvariabledefinition_environmentvariablevalue($select=value)`, paged by `@odata.nextLink` on
 the org's own origin only (shared/docs/power-automate-api.md §6.3; the token audience is the org URL,
-§4.1). A String variable can hold a password, so every default and current value is a secret: it lives
-in this module only between the GET that returns it and `analyze_environment` (PA007), which keeps a
-preview and a keyed fingerprint and nothing else (DESIGN invariant 4). Nothing here logs a value.
+§4.1). This module reads and nothing more; the PA007 check of what it returns is the caller's
+(scanner/pipeline/sweep.py). A String variable can hold a password, so every default and current value
+is a secret: the records returned carry them only for the caller to hand to PA007 (which keeps a
+preview and a keyed fingerprint and nothing else, DESIGN invariant 4) and drop at once; their repr
+leaves the values out. Nothing here logs a value.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from scanner.net import paging
-from scanner.posture.base import PostureFinding
-from scanner.posture.rules.PA007 import analyze_environment
-from scanner.posture.solution import EnvVarDef
 from scanner.net.confinement import check_transport_security
 from scanner.net.http import HttpClient
 from scanner.redact import redact_url
 
-log = logging.getLogger("flowleaks.dataverse")
 API_PATH = "/api/data/v9.2"
 VALUES = "environmentvariabledefinition_environmentvariablevalue"
 QUERY = ("/environmentvariabledefinitions?$select=schemaname,displayname,type,defaultvalue,secretstore"
@@ -73,15 +70,25 @@ def parse_target(value: str) -> DataverseTarget:
     return DataverseTarget(environment=env or host.lower(), url=url)
 
 
+@dataclass(frozen=True)
+class EnvVariable:
+    """One environment variable definition row, with the org's current value if it has one."""
+
+    schemaname: str
+    displayname: str = ""
+    type: str = ""  # the option value as text, e.g. '100000000' (String)
+    defaultvalue: str | None = field(default=None, repr=False)  # a secret, maybe
+    secretstore: str | None = None
+    value: str | None = field(default=None, repr=False)  # the current value: a secret, maybe
+
+
 @dataclass
-class EnvVarScan:
-    """What reading one org produced: counts, redacted findings, and problems (no value in any)."""
+class EnvVarRead:
+    """What reading one org produced: the rows, counts, and problems (no value in the repr)."""
 
     target: DataverseTarget
-    definitions: int = 0
-    values: int = 0
+    variables: list[EnvVariable] = field(default_factory=list, repr=False)
     pages: int = 0
-    findings: list[PostureFinding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -89,7 +96,7 @@ class EnvVarScan:
         return not self.errors
 
 
-async def _rows(http: HttpClient, target: DataverseTarget, result: EnvVarScan, max_pages: int):
+async def _rows(http: HttpClient, target: DataverseTarget, result: EnvVarRead, max_pages: int):
     """Rows of the definitions query; a paging problem is recorded in `result.errors` and ends it."""
     async for page in paging.pages_or_error(http, f"{target.url}{API_PATH}{QUERY}", target.audience, "dataverse",
                                             max_pages, result.errors):
@@ -102,53 +109,41 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _dataverse_path(f: PostureFinding) -> str:
-    """Where the finding sits in the Web API answer (analyze_environment names solution-export paths)."""
-    row = f"$.value[?(@.schemaname=='{f.action}')]"
-    if f.json_path.endswith("/defaultvalue"):
-        return f"{row}.defaultvalue"
-    if f.json_path.endswith("/type"):
-        return f"{row}.type"
-    if f.json_path.startswith("$.environmentvariablevalues"):
+def row_path(schemaname: str, column: str = "") -> str:
+    """Where a definition's column sits in the Web API answer: `defaultvalue`, `type`, or `value` (the
+    current value, in the expanded values)."""
+    row = f"$.value[?(@.schemaname=='{schemaname}')]"
+    if column == "value":
         return f"{row}.{VALUES}[0].value"
-    return f.json_path
+    return f"{row}.{column}" if column else row
 
 
-async def scan_environment_variables(http: HttpClient, target: DataverseTarget, *, engine: Any = None,
-                                     key: bytes = b"", max_pages: int = MAX_PAGES) -> EnvVarScan:
-    """Read every environment variable definition (+ current value) of one org and run PA007 on them.
+async def read_environment_variables(http: HttpClient, target: DataverseTarget, *,
+                                     max_pages: int = MAX_PAGES) -> EnvVarRead:
+    """Read every environment variable definition (+ current value) of one org.
 
     Raises FlowleaksHttpError when the first page cannot be read (no access, no such org); later
     problems (a refused nextLink, a page that is not a list) land in `errors` and the rows read so
-    far are still analysed."""
+    far are still returned."""
     http.allow_origin(target.audience, target.url)
-    result = EnvVarScan(target)
-    definitions: list[EnvVarDef] = []
-    values: dict[str, str] = {}
+    result = EnvVarRead(target)
     try:
         async for row in _rows(http, target, result, max_pages):
             schema = _text(row.get("schemaname"))
             if not schema:
                 continue
             kind = row.get("type")
-            definitions.append(EnvVarDef(
-                schemaname=schema, displayname=_text(row.get("displayname")) or "",
-                type=str(kind) if isinstance(kind, (int, str)) and not isinstance(kind, bool) else "",
-                defaultvalue=_text(row.get("defaultvalue")), secretstore=_text(row.get("secretstore")),
-                artifact=target.url))
             current = row.get(VALUES)
             if isinstance(current, list):
                 current = next((c for c in current if isinstance(c, dict) and isinstance(c.get("value"), str)),
                                None)
-            if isinstance(current, dict) and isinstance(current.get("value"), str):
-                values[schema] = current["value"]
-        result.definitions, result.values = len(definitions), len(values)
-        found = analyze_environment(definitions, values, engine=engine, key=key)
-        result.findings = [replace(f, json_path=_dataverse_path(f)) for f in found]
-    finally:
-        # drop the values at once, whatever happened
-        definitions.clear()
-        values.clear()
-    log.info("dataverse %s: %d definitions, %d values, %d PA007 findings", redact_url(target.url),
-             result.definitions, result.values, len(result.findings))
+            value = current["value"] if isinstance(current, dict) and isinstance(current.get("value"), str) else None
+            result.variables.append(EnvVariable(
+                schemaname=schema, displayname=_text(row.get("displayname")) or "",
+                type=str(kind) if isinstance(kind, (int, str)) and not isinstance(kind, bool) else "",
+                defaultvalue=_text(row.get("defaultvalue")), secretstore=_text(row.get("secretstore")),
+                value=value))
+    except BaseException:
+        result.variables.clear()  # the values read so far go at once: nobody will analyse them
+        raise
     return result

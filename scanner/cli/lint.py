@@ -1,6 +1,7 @@
 """`flowleaks lint PATH…`: the command. The linting itself (reading files, zips and folders, the
-report and its formats) is scanner/posture/lint.py; this module parses the options, builds the
-detection engine, prints the report and its errors, and exits with the report's status.
+report and its exit status) is scanner/posture/lint.py, the report's formats scanner/report/lint_report.py;
+this module parses the options, builds the detection engine, prints the report and its errors, and
+exits with the report's status.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from scanner.posture.lint import exit_code, lint_paths, to_json, to_sarif, write_report, write_table
+from scanner.posture.lint import exit_code, lint_paths
+from scanner.report.lint_report import to_json, to_sarif, write_report, write_table
 
 
 @click.command("lint")

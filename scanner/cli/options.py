@@ -6,12 +6,15 @@ checks, is scanner/settings.py; the --rules options are scanner/cli/rules.py.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import click
 
+from scanner.errors import UsageError
 from scanner.net.auth import AUTH_METHODS
 from scanner.net.clouds import CLOUDS
+from scanner.pipeline.shard import ShardError, resolve_shard
 from scanner.pipeline.sweep import KnownSources, read_stdin_lines
 from scanner.settings import DEFAULT_DB, Settings, settings_from
 
@@ -78,8 +81,6 @@ def scope_options(f: Callable) -> Callable:
 
 
 def default_jobs() -> int:
-    import os
-
     try:
         return max(1, len(os.sched_getaffinity(0)))  # the cores this process may use (containers, taskset)
     except AttributeError:
@@ -193,3 +194,17 @@ def settings_with_defaults(kw: dict) -> Settings:
     for p in _connection_params():
         kw.setdefault(p.name, None if p.default is _NO_DEFAULT else p.default)
     return settings_from(kw)
+
+
+def shard_from(kw: dict, db: str):
+    """Pop --shard and resolve it (with the Indexed Job variables); a bad value is a usage error."""
+    try:
+        shard = resolve_shard(kw.pop("shard", None))
+    except ShardError as exc:
+        raise UsageError(str(exc)) from None
+    db = str(db)
+    if shard is not None and not os.environ.get("FLOWLEAKS_FINGERPRINT_KEY") and not os.path.exists(f"{db}.key"):
+        # a new key file per shard database: fingerprints no merge could compare
+        raise UsageError("a shard needs the fingerprint key every shard shares: set "
+                         "FLOWLEAKS_FINGERPRINT_KEY (or put the same key file beside each shard database)")
+    return shard

@@ -1,5 +1,6 @@
-"""`flowleaks scan-files PATH…`: the command (its options, the summary, the exit status); the scanning
-itself is scanner/files/ (scan.py runs it, summary.py reports it)."""
+"""`flowleaks scan-files PATH…`: the command (its options, the progress bar, the summary, the exit
+status); the scanning itself is scanner/files/ (scan.py runs it), what it shows is
+scanner/report/files_summary.py."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,7 @@ from scanner.cli.options import (db_and_vault_options, jobs_option, known_source
                                  output_options, settings_with_defaults)
 from scanner.cli.rules import load_rules, rules_options
 from scanner.files.scan import run_files
-from scanner.files.summary import print_files_summary, write_files_summary_json
+from scanner.report.files_summary import FilesProgress, print_files_summary, write_files_summary_json
 
 
 @click.command("scan-files")
@@ -45,7 +46,8 @@ def scan_files_command(paths: tuple[str, ...], jobs: int, max_mb: int, **kw: Any
     settings = settings_with_defaults(kw)
     settings.custom_rules = load_rules(kw)
     known = known_sources_from(kw)
-    outcome = run_files(settings, paths, jobs, max_mb, known, progress=not kw.pop("quiet", False))
+    progress = FilesProgress(enabled=not kw.pop("quiet", False))
+    outcome = run_files(settings, paths, jobs, max_mb, known, progress=progress)
     print_files_summary(settings.db, outcome)
     summary_path = kw.pop("summary_json", None)
     if summary_path:

@@ -8,11 +8,11 @@ import sys
 import click
 
 from scanner.cli.options import (connection_options, dataverse_options, jobs_option, known_sources_from,
-                                 known_value_options, output_options, scope_options, shard_option)
+                                 known_value_options, output_options, scope_options, shard_from, shard_option)
 from scanner.cli.rules import load_rules, rules_options
 from scanner.pipeline.crawl import CrawlOptions
 from scanner.pipeline.sweep import run_scan, write_summary_json
-from scanner.settings import settings_from, shard_from, window
+from scanner.settings import settings_from, window
 
 content_jobs_option = jobs_option(
     "content bodies are detected in parallel, results leave them redacted", default=1,
@@ -20,15 +20,19 @@ content_jobs_option = jobs_option(
          "saves (measured 43 runs/s with 2 workers, 61 with 1).")
 
 
+def crawl_options(f):
+    """What sweep and scan share after their scope: shards, workers, known values, Dataverse, outputs
+    and rule packs (applied in this order, so --help lists them alike)."""
+    for option in reversed((shard_option, content_jobs_option, known_value_options, dataverse_options,
+                            output_options, rules_options)):
+        f = option(f)
+    return f
+
+
 @click.command()
 @connection_options
 @scope_options
-@shard_option
-@content_jobs_option
-@known_value_options
-@dataverse_options
-@output_options
-@rules_options
+@crawl_options
 def sweep(**kw) -> None:
     """Scan every run in a time window (default: the 30-day retention window) for secrets.
 
@@ -51,12 +55,7 @@ def sweep(**kw) -> None:
 @connection_options
 @click.option("--env", "environments", multiple=True, help="Only these environments (default: all).")
 @click.option("--flow", "flows", multiple=True, help="Only these flows (id or display name).")
-@shard_option
-@content_jobs_option
-@known_value_options
-@dataverse_options
-@output_options
-@rules_options
+@crawl_options
 def scan(**kw) -> None:
     """The nightly job: only runs newer than the last scan (per-flow watermark), resumable.
 

@@ -5,8 +5,10 @@
     shapes.py   one document → the bodies in it, attributed (environment, flow, run, action, side)
     worker.py   one file → redacted results, in a process pool (nothing but previews and keyed
                 fingerprints leaves a worker)
-    scan.py     the run: the one writer of the store, progress, the outcome
-    summary.py  what a person and a scheduler see of it (the summary, --summary-json)
+    scan.py     the run: the one writer of the store, the outcome; progress goes to what the command
+                passes in
 
-The command (options, exit status) is scanner/cli/scan_files.py.
+What a person and a scheduler see of it (progress bar, summary, --summary-json) is files_summary.py
+in the report package; the command (options, exit status) is scanner/cli/scan_files.py. Nothing here
+imports the report package: it renders these outcomes, not the other way round.
 """

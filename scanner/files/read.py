@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
-from scanner.posture.lint import _why_unreadable as why_not_json  # the parser's message + position, never the text
+from scanner.posture.lint import why_unreadable as why_not_json  # the parser's message + position, never the text
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -5,7 +5,9 @@ The parts (scanner/files): `sources` lists the files, `read` turns each into doc
 finds and attributes the bodies in them, `worker` scans files in a process pool and hands back only
 redacted results. This module runs them: the one writer of the store, progress, and the outcome
 whose exit status the command returns (0 clean, 1 open findings, 3 something not scanned and nothing
-found). What a person and a scheduler see is summary.py; the command is scanner/cli/scan_files.py.
+found). It prints nothing: progress goes to the `ScanProgress` the command passes in, and what a person
+and a scheduler see (that progress bar, the summary) is files_summary.py in the report package; the
+command is scanner/cli/scan_files.py.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 from scanner.settings import Settings
 from scanner.errors import ScanFailed, describe
@@ -68,10 +70,36 @@ class FilesOutcome:
         return self.bytes_on_disk / 1e6 / self.duration_s if self.duration_s > 0 else 0.0
 
 
+class ScanProgress(Protocol):
+    """What the run tells a progress display: counts and sizes only, never a name or a finding.
+    Started once the files are listed (their number and bytes are the totals), stopped however the
+    scan ends."""
+
+    def start(self, files: int, size: int) -> None: ...
+
+    def advance(self, size: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _Quiet:
+    """No progress display (--quiet)."""
+
+    def start(self, files: int, size: int) -> None:
+        pass
+
+    def advance(self, size: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 # -- the run -----------------------------------------------------------------------------------------
 
 def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, known_sources: KnownSources,
-              progress: bool = True) -> FilesOutcome:
+              progress: ScanProgress | None = None) -> FilesOutcome:
+    """progress: where the scan's progress goes (the command's bar), or None for none (--quiet)."""
     started = time.monotonic()
     key = fingerprint_key(settings.db)
     engine, known = build_engine(key, known_sources, settings.min_confidence, settings.custom_rules)
@@ -105,15 +133,17 @@ def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, 
 
 
 def _scan(writer: "_Writer", sources: Sequence[Any], jobs: int, engine: Any, known: Any, key: bytes,
-          max_bytes: int, progress: bool) -> None:
+          max_bytes: int, progress: ScanProgress | None) -> None:
     """Scan and write; a scan stopped midway keeps what it wrote and says so in `scans`."""
-    from scanner.report.summary import err_console
-
+    progress = progress or _Quiet()
     try:
-        with _progress(progress, sources, err_console) as advance:
+        progress.start(len(sources), sum(s.size for s in sources))
+        try:
             for result in scan_all(sources, jobs, engine, known, key, max_bytes):
                 writer.add(result)
-                advance(result)
+                progress.advance(result.size)
+        finally:
+            progress.stop()
         writer.flush()
     except BaseException as exc:
         stopped = writer.out.files_scanned
@@ -198,35 +228,6 @@ def _row(columns: Sequence[str], place: dict[str, Any], **values: Any) -> tuple:
         raise ValueError(f"not a column: {sorted(unknown)}")
     values.update((k, v) for k, v in place.items() if k in columns)
     return tuple(values.get(c) for c in columns)
-
-
-class _progress:
-    """A rich progress bar on stderr (files, MB, MB/s); a no-op with --quiet. Counts only."""
-
-    def __init__(self, enabled: bool, sources: Sequence[Any], console: Any):
-        self.bar = None
-        if enabled:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TransferSpeedColumn)
-
-            self.bar = Progress(TextColumn("scanning"), BarColumn(), TextColumn(f"{{task.fields[files]}}/{len(sources)} files"),
-                                DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(), console=console)
-            self.task = self.bar.add_task("scan", total=sum(s.size for s in sources) or None, files=0)
-            self.files = 0
-
-    def __enter__(self) -> Callable[[FileResult], None]:
-        if self.bar is None:
-            return lambda result: None
-        self.bar.start()
-        return self._advance
-
-    def _advance(self, result: FileResult) -> None:
-        self.files += 1
-        self.bar.update(self.task, advance=result.size, files=self.files)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # -- known values from Key Vault ---------------------------------------------------------------------

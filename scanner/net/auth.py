@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from scanner.errors import ExpectedError
 from scanner.net.clouds import Cloud
 from scanner.net.errors import unreachable_reason
 from scanner.net.proxy import proxy_bypassed
@@ -27,8 +28,10 @@ log = logging.getLogger("flowleaks.auth")
 AUTH_METHODS = ("auto", "token", "client-secret", "certificate", "device-code", "managed-identity")
 
 
-class AuthError(RuntimeError):
+class AuthError(ExpectedError, RuntimeError):
     """Could not obtain a token. The message names the method and MSAL's error code, never a token."""
+
+    quotes_others = True  # MSAL's error_description
 
 
 class AuthConfigError(AuthError):

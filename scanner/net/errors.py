@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from scanner.errors import ExpectedError
 from scanner.redact import redact_text, redact_url
 
 FRIENDLY = {
@@ -22,7 +23,7 @@ FRIENDLY = {
 }
 
 
-class FlowleaksHttpError(Exception):
+class FlowleaksHttpError(ExpectedError):
     """Base of our HTTP errors. Messages carry a redacted URL (scheme://host/path), never a query."""
 
     reason = "HTTP error"  # the `skipped.reason` this error becomes

@@ -5,14 +5,12 @@ Only https is ever proxied: a proxy then sees a CONNECT host:port and never a he
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from scanner.net.config import HttpConfig
 from scanner.net.confinement import on_domain
-
-if TYPE_CHECKING:
-    from scanner.net.http import HttpConfig
 
 
 def no_proxy_domains(no_proxy: str) -> list[str] | None:
@@ -45,7 +43,7 @@ def ssl_context(ca_bundle: str):
     return ssl.create_default_context(cafile=ca_bundle)
 
 
-def proxy_mounts(config: "HttpConfig", verify: Any, limits: httpx.Limits) -> dict | None:
+def proxy_mounts(config: HttpConfig, verify: Any, limits: httpx.Limits) -> dict | None:
     """https:// through HTTPS_PROXY, except NO_PROXY hosts; http:// never proxied (it carries a token
     in clear to loopback only, and a proxy must never see one)."""
     if not config.proxy:

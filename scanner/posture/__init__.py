@@ -11,7 +11,7 @@ history. Pure functions over dicts: no HTTP, no store, no command line.
   solution.py   environment variable definitions, values and deployment settings (PA007's input)
   canonical.py  the definition hash
   lint.py       `flowleaks lint` offline: files, zips and folders in, a report out (scanner/cli/lint.py
-                is the command)
+                is the command; the report package renders the report)
 
 Findings never carry a secret: literal credentials are reported as `preview()` + keyed `fingerprint()`.
 The detection engine is always the caller's: posture builds none.

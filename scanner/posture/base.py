@@ -11,8 +11,6 @@ from typing import Any, Callable, Iterable
 from detectors.base import fingerprint as _fingerprint
 from detectors.base import preview as _preview
 
-from scanner.report.sarif import level_for
-
 SEVERITIES = ("high", "medium", "low")
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
 
@@ -75,22 +73,6 @@ class PostureRule:
             preview=_preview(secret) if secret is not None else None,
             fingerprint=_fingerprint(key, secret) if secret is not None else None,
             flow=flow, sources=tuple(sorted(sources)))
-
-    def to_sarif(self) -> dict[str, Any]:
-        """A SARIF reportingDescriptor; see scanner/report/sarif.py."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "shortDescription": {"text": self.title},
-            "fullDescription": {"text": self.help},
-            "help": {
-                "text": f"{self.help}\nRemediation: {self.remediation}",
-                "markdown": f"**{self.title}**\n\n{self.help}\n\n**Remediation:** {self.remediation}",
-            },
-            "defaultConfiguration": {"level": level_for(self.severity)},
-            "properties": {"security-severity": {"high": "8.0", "medium": "5.0", "low": "3.0"}[self.severity],
-                           "tags": ["security", "secrets", "power-automate"]},
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import re
 from scanner.posture import model
 from scanner.posture.base import Cause
 from scanner.posture.rules import PA004, PA005, PA008, RULES
-from scanner.posture.taint import PASS_THROUGH, Action, analysis, is_literal, resolve, side_of, taint_rule
+from scanner.posture.taint import PASS_THROUGH, Action, analysed_action, is_literal, side_of, taint_rule
 
 
 def _action_strings(a: Action) -> list[tuple[str, str, str | None]]:
@@ -31,12 +31,8 @@ def literal_path(strings: list[tuple[str, str, str | None]], value: str) -> str 
 
 def action_strings(definition: dict, action: str) -> list[tuple[str, str, str | None]]:
     """The action's strings with their paths, for `literal_path` (empty when the action is unknown)."""
-    d = model.definition_of(definition)
-    if d is None or not isinstance(action, str):
-        return []
-    m = analysis(d)
-    name = resolve(m, action)
-    return _action_strings(m.actions[name]) if name is not None else []
+    found = analysed_action(definition, action)
+    return _action_strings(found[0].actions[found[1]]) if found is not None else []
 
 
 def explain(definition: dict, action: str, side: str, value: str | None = None,
@@ -50,13 +46,10 @@ def explain(definition: dict, action: str, side: str, value: str | None = None,
     no taint explains the side). None when the definition does not explain it.
     """
     s = side_of(side)
-    d = model.definition_of(definition)
-    if d is None or not isinstance(action, str):
+    found = analysed_action(definition, action)
+    if found is None:
         return None
-    m = analysis(d)
-    name = resolve(m, action)
-    if name is None:
-        return None
+    m, name = found
     a = m.actions[name]
     # `literal`: where a detection worker found the value typed (literal_path), the value staying there
     p = literal if literal is not None else (literal_path(_action_strings(a), value) if value else None)

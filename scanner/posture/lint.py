@@ -1,5 +1,7 @@
-"""`flowleaks lint PATH…`: posture rules over flow definitions and solutions, offline (the command
-itself, its options and output handling, is scanner/cli/lint.py).
+"""`flowleaks lint PATH…`: posture rules over flow definitions and solutions, offline; files, zips and
+folders in, a LintReport and its exit status out. The command itself, its options and output
+handling, is scanner/cli/lint.py; the report's formats (table, JSON, SARIF) are the report
+package's lint_report.py, so posture knows nothing of how a report reads.
 
 Inputs (each PATH may be any of these; directories are walked like an unpacked zip):
 
@@ -14,32 +16,26 @@ Inputs (each PATH may be any of these; directories are walked like an unpacked z
 Exit status: 0 when no finding is at or above `--fail-on` (default `high`), 1 when one is, 2 on a usage
 error or when an input could not be read (an incomplete lint is never reported as clean).
 
-Output never contains a secret value: literal credentials show as a preview (`Pr0d…(32)`) and a keyed
+A report never holds a secret value: literal credentials are kept as a preview (`Pr0d…(32)`) and a keyed
 fingerprint (key from FLOWLEAKS_FINGERPRINT_KEY; without it a random per-run key, so fingerprints are
 then only comparable within one run).
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Iterator
+from typing import Any, Iterator
 
-from scanner import __version__
-from scanner.errors import InputError
 from scanner.keys import fingerprint_key
 from scanner.posture import model
 from scanner.posture.analyze import analyze_definition
 from scanner.posture.base import SEVERITIES, SEVERITY_RANK, PostureFinding
-from scanner.posture.rules import RULES
 from scanner.posture.rules.PA007 import analyze_environment
 from scanner.posture.solution import (EnvVarDef, is_deployment_settings, parse_env_var_definition_xml,
                                       parse_env_var_values_json)
-from scanner.private import open_private
-from scanner.report import sarif
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a single definition/XML larger than this is skipped (reported)
 MAX_TOTAL_BYTES = 512 * 1024 * 1024  # per zip: guard against zip bombs
@@ -86,9 +82,10 @@ def _read_json(data: bytes) -> Any:
     return json.loads(data.decode("utf-8-sig"))
 
 
-def _why_unreadable(e: Exception) -> str:
-    """Where and why a document failed to parse, for a fix-it message. Only the parser's own message
-    and a position: never the document's text, which may hold a secret."""
+def why_unreadable(e: Exception) -> str:
+    """Where and why a document failed to parse, for a fix-it message (lint's, and scan-files' for a
+    file that is not JSON). Only the parser's own message and a position: never the document's text,
+    which may hold a secret."""
     if isinstance(e, json.JSONDecodeError):
         return f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
     if isinstance(e, UnicodeDecodeError):
@@ -173,7 +170,7 @@ class _Linter:
             doc = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             if strict:
-                self.report.errors.append(f"{where}: {_why_unreadable(e)}")
+                self.report.errors.append(f"{where}: {why_unreadable(e)}")
             return
         if is_deployment_settings(doc):
             self._settings(path, member, text, doc, env_defs or [])
@@ -212,7 +209,7 @@ class _Linter:
                 try:
                     vals = parse_env_var_values_json(_read_json(data))
                 except Exception as e:  # noqa: BLE001
-                    self.report.errors.append(f"{path}!{name}: {_why_unreadable(e)}")
+                    self.report.errors.append(f"{path}!{name}: {why_unreadable(e)}")
                     continue
                 values.update(vals)
                 for sn in vals:
@@ -312,105 +309,6 @@ def lint_paths(paths: list[Path | str], *, engine: Any | None, key: bytes | None
     linter.report.results.sort(key=lambda r: (-SEVERITY_RANK[r.finding.severity], r.display,
                                               r.line or 0, r.finding.rule_id))
     return linter.report
-
-
-# ---------------------------------------------------------------------------------------------------
-# Output
-
-def to_json(report: LintReport) -> dict[str, Any]:
-    return {"tool": "flowleaks", "version": __version__, "command": "lint",
-            "summary": {**report.counts(), "files": report.files, "flows": report.flows,
-                        "errors": len(report.errors)},
-            "findings": [r.to_dict() for r in report.results], "errors": list(report.errors)}
-
-
-def to_sarif(report: LintReport) -> dict[str, Any]:
-    rules = [RULES[rid].to_sarif() for rid in RULES]  # all rules, so ids are stable
-    results = []
-    for r in report.results:
-        f = r.finding
-        msg = f"{f.message}. {f.remediation}."
-        if f.preview:
-            msg += f" (value {f.preview})"
-        fps = {"flowleaksLocation/v1": sarif.location_fingerprint(f.rule_id, r.display, f.json_path)}
-        if f.fingerprint:
-            fps["flowleaksSecret/v1"] = f.fingerprint
-        props: dict[str, Any] = {"severity": f.severity, "remediation": f.remediation, "jsonPath": f.json_path}
-        if f.flow:
-            props["flow"] = f.flow
-        if r.member:
-            props["member"] = r.member
-        if f.preview:
-            props["preview"] = f.preview
-        if f.sources:
-            props["sources"] = list(f.sources)
-        # the file and the line of the action, which code scanning shows; a zip member has no line a
-        # dashboard could show (the lines are the member's), so the member goes in the message
-        region = {"startLine": r.line} if (r.line and not r.member) else None
-        where = ", ".join(p for p in (r.member and f"in {r.member}", f.action and f"action '{f.action}'",
-                                      f.json_path and f"at {f.json_path}") if p)
-        results.append(sarif.result(f.rule_id, msg, level=sarif.level_for(f.severity), uri=sarif.artifact_uri(r.path),
-                                    region=region, logical_name=f.logical_name or f.action,
-                                    fingerprints=fps, properties=props, location_message=where or None))
-    inv = {"executionSuccessful": not report.errors}
-    if report.errors:
-        inv["toolExecutionNotifications"] = [{"level": "error", "message": {"text": e}} for e in report.errors]
-    return sarif.sarif_log(rules, results, invocation=inv)
-
-
-def write_table(report: LintReport, out: IO[str]) -> None:
-    """The report as a table and a count line (what `flowleaks lint` prints by default)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=out, width=max(100, min(200, _term_width())), highlight=False,
-                      force_terminal=out.isatty() if hasattr(out, "isatty") else False)
-    if report.results:
-        t = Table(show_lines=False, expand=False)
-        for col in ("Severity", "Rule", "Where", "Action", "Message", "Fix", "Value"):
-            t.add_column(col, overflow="fold")
-        for r in report.results:
-            f = r.finding
-            where = r.display + (f":{r.line}" if r.line else "")
-            t.add_row(f.severity, f.rule_id, where, f.action, f.message, f.remediation, f.preview or "")
-        console.print(t)
-    summary = _summary_line(report)
-    if summary:
-        console.print(summary, markup=False)
-
-
-def _summary_line(report: LintReport) -> str | None:
-    """The count line, or None when every input failed: then the errors on stderr are the whole story,
-    and a "0 finding(s)" line would read as a clean lint that never ran."""
-    if report.errors and not (report.results or report.flows):
-        return None
-    c = report.counts()
-    line = (f"{len(report.results)} finding(s): {c['high']} high, {c['medium']} medium, {c['low']} low "
-            f"in {report.flows} flow(s), {report.files} input(s)")
-    if report.errors:
-        line += f"; INCOMPLETE: {len(report.errors)} input error(s), see stderr"
-    return line
-
-
-def _term_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 160
-
-
-def write_report(output: Path, report: LintReport, text: str | None) -> None:
-    """The report (`text`, or the table when None) to a file created private (scanner/private.py).
-    A file that cannot be opened is an InputError in click's words for it (exit 2, never "findings")."""
-    try:
-        fh = open_private(output, "w")
-    except OSError as e:
-        raise InputError(f"Could not open file {str(output)!r}: {e.strerror or type(e).__name__}") from None
-    with fh:
-        if text is None:
-            write_table(report, fh)
-        else:
-            fh.write(text)
 
 
 def exit_code(report: LintReport, fail_on: str) -> int:

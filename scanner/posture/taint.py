@@ -235,6 +235,17 @@ def resolve(m: Analysis, target: str) -> str | None:
     return alt if alt in m.actions else None
 
 
+def analysed_action(definition: Any, action: Any) -> tuple[Analysis, str] | None:
+    """The definition's analysis and the name `action` (a run-history action name) resolves to in
+    it; None when the definition is unreadable or has no such action."""
+    d = model.definition_of(definition)
+    if d is None or not isinstance(action, str):
+        return None
+    m = analysis(d)
+    name = resolve(m, action)
+    return None if name is None else (m, name)
+
+
 def site_sources(m: Analysis, kind: str, target: str) -> set[str]:
     """The sources whose data a reference (refs_in) carries."""
     if kind == "action":
@@ -370,11 +381,8 @@ def is_visible(definition: dict, action: str, side: str, json_path: str | None =
     the run-history body, e.g. `$.headers.Authorization`), an HTTP Authorization header is never visible.
     """
     s = side_of(side)
-    d = model.definition_of(definition)
-    if d is None or not isinstance(action, str):
+    found = analysed_action(definition, action)
+    if found is None:
         return True
-    m = analysis(d)
-    name = resolve(m, action)
-    if name is None:
-        return True
+    m, name = found
     return m.visible(name, s, json_path)

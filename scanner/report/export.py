@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from scanner.private import write_private_text
-from scanner.report.sarif import artifact_uri, flow_uri, level_for, rule_descriptor, sarif_log
+from scanner.report.sarif import artifact_uri, flow_uri, level_for, posture_rule_descriptor, rule_descriptor, sarif_log
 from scanner.report.sarif import result as sarif_result
 from scanner.store.export import copy_findings, export_rows
 from scanner.store.query import Connection
@@ -29,7 +29,7 @@ def _known_rule_descriptors() -> dict[str, dict[str, Any]]:
         from scanner.posture.rules import RULES as POSTURE_RULES
 
         for rid, r in POSTURE_RULES.items():
-            out[rid] = r.to_sarif()
+            out[rid] = posture_rule_descriptor(r)
     except Exception:  # noqa: BLE001 - descriptions are optional
         pass
     try:

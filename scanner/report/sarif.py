@@ -1,10 +1,11 @@
-"""A small SARIF 2.1.0 builder, shared by `flowleaks lint` and (later) the export command.
+"""A small SARIF 2.1.0 builder, shared by `flowleaks lint` and the export command; it also describes
+the posture rules (scanner/posture/) as SARIF rules, so posture itself knows nothing of SARIF.
 
 Only what code-scanning consumers need: tool.driver with rules (id, name, short/full description,
 help text + markdown, defaultConfiguration.level), results with ruleId/ruleIndex, level, message,
 a physical location (file URI; for run findings a relative pseudo-path per flow, see flow_uri; plus a
 region when the line is known), logical locations (the action's JSON location, kind `member`) and
-partialFingerprints. tests/test_sarif_schema.py validates both exports against the official schema.
+partialFingerprints. tests/report/test_sarif.py validates both exports against the official schema.
 
 Nothing here ever receives a secret: callers pass previews and keyed fingerprints only.
 """
@@ -12,15 +13,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import PurePath
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import quote
 
 from scanner import __version__
+
+if TYPE_CHECKING:
+    from scanner.posture.base import PostureRule
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVELS = {"high": "error", "medium": "warning", "low": "note"}
 INFORMATION_URI = "https://github.com/flowleaks/flowleaks"
+# GitHub code scanning ranks security alerts by a rule's `security-severity` (a CVSS-like score)
+SECURITY_SEVERITY = {"high": "8.0", "medium": "5.0", "low": "3.0"}
 
 
 def level_for(severity: str) -> str:
@@ -44,6 +50,25 @@ def rule_descriptor(rule_id: str, short: str, full: str = "", help_text: str = "
     if properties:
         d["properties"] = dict(properties)
     return d
+
+
+def posture_rule_descriptor(rule: PostureRule) -> dict[str, Any]:
+    """A posture rule (scanner/posture/base.py) as a reportingDescriptor. Not rule_descriptor: this one
+    adds the remediation to the help and a `security-severity`, and its keys keep the order SARIF files
+    written so far have (`name` second), so a re-run's file is the same byte for byte."""
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "shortDescription": {"text": rule.title},
+        "fullDescription": {"text": rule.help},
+        "help": {
+            "text": f"{rule.help}\nRemediation: {rule.remediation}",
+            "markdown": f"**{rule.title}**\n\n{rule.help}\n\n**Remediation:** {rule.remediation}",
+        },
+        "defaultConfiguration": {"level": level_for(rule.severity)},
+        "properties": {"security-severity": SECURITY_SEVERITY[rule.severity],
+                       "tags": ["security", "secrets", "power-automate"]},
+    }
 
 
 def artifact_uri(path: str) -> str:

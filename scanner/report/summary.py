@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scanner.store.database import Store
 from scanner.store.summaries import scan_counts
 
 err_console = Console(stderr=True, highlight=False)
@@ -68,12 +67,8 @@ class Progress:
 
 
 def print_summary(db: str, outcome: Any) -> None:
-    store = Store(db, read_only=True)
-    try:
-        counts = scan_counts(store, outcome.scan_id)
-        kind, by_rule, skipped = counts.kind, counts.new_by_rule, counts.skipped
-    finally:
-        store.close()
+    counts = scan_counts(db, outcome.scan_id)
+    kind, by_rule, skipped = counts.kind, counts.new_by_rule, counts.skipped
     s, h = outcome.stats, outcome.http
     out_console.print(f"[bold]flowleaks[/bold] {escape(kind or 'scan')} {outcome.scan_id}: "
                       f"{s.environments_scanned} environments, {s.flows_scanned}/{s.flows_planned} flows, "

@@ -312,14 +312,6 @@ class Store:
                                "WHERE environment=? AND flow_id=?", [environment, flow_id])
         return (row[0], row[1]) if row else (None, None)
 
-    def active_suppressions(self) -> list[tuple[str, str | None]]:
-        """(fingerprint or finding_id, rule_id or None) of each suppression in force now; what they
-        match is scanner/store/suppressions.py (ActiveSuppressions)."""
-        from scanner.store.suppressions import ACTIVE  # lazily: suppressions.py writes through a Store
-
-        return self.con.execute(f"SELECT fingerprint, rule_id FROM suppressions s WHERE {ACTIVE}",
-                                {"now": utcnow()}).fetchall()
-
     def open_in_scope(self, environments: Sequence[str] = (), flows: Sequence[str] = ()) -> int:
         """Open findings in a scope, whichever scan found them. A scope names environments and flows by
         id or display name (as `--env`/`--flow` accept them), so both are matched, through the stored

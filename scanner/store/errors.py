@@ -5,8 +5,10 @@ shards); scanner/errors.py counts them as expected failures, shown by their own 
 """
 from __future__ import annotations
 
+from scanner.errors import ExpectedError
 
-class StoreOpenError(RuntimeError):
+
+class StoreOpenError(ExpectedError, RuntimeError):
     """The database file cannot be opened. The message names the file and the cause in one line;
     `exit_code` is 2 when the path given is wrong (not a database, a folder), 4 otherwise."""
 

@@ -44,15 +44,16 @@ ACTIVE = active()
 
 
 class ActiveSuppressions:
-    """The suppressions in force, in memory: MATCH for (fingerprint or finding_id, rule) pairs that
-    `Store.active_suppressions` loaded with ACTIVE."""
+    """The suppressions in force, in memory: MATCH for the (fingerprint or finding_id, rule_id or None)
+    pairs of each suppression ACTIVE now (the crawl's check of each new finding)."""
 
     def __init__(self, rows: Iterable[tuple[str, str | None]]):
         self._keys = {(key, rule) for key, rule in rows}
 
     @classmethod
     def load(cls, store: Store) -> ActiveSuppressions:
-        return cls(store.active_suppressions())
+        return cls(store.con.execute(f"SELECT fingerprint, rule_id FROM suppressions s WHERE {ACTIVE}",
+                                     {"now": utcnow()}).fetchall())
 
     def applies(self, fingerprint: str | None, finding_id: str, rule_id: str | None) -> bool:
         return any((key, None) in self._keys or (key, rule_id) in self._keys for key in (fingerprint, finding_id))

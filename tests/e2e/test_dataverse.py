@@ -9,8 +9,9 @@ import click
 import duckdb
 import pytest
 
-from scanner.api.dataverse import API_PATH, DataverseTarget, parse_target, scan_environment_variables
+from scanner.api.dataverse import API_PATH, DataverseTarget, parse_target
 from scanner.net.errors import ApiError
+from scanner.pipeline.sweep import scan_environment_variables
 from tests.e2e.conftest import cli_env, flowleaks, rows
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.loopback import ScriptedServer, http_client, ok, run

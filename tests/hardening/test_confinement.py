@@ -207,7 +207,8 @@ def test_fake_flow_api_content_host_sees_no_authorization():
     with FakeFlowApi(tenant) as api:
         async def go():
             from scanner.net.auth import StaticToken
-            from scanner.net.http import HttpClient, HttpConfig
+            from scanner.net.config import HttpConfig
+            from scanner.net.http import HttpClient
             async with HttpClient(StaticToken(api.token),
                                   HttpConfig(content_host_suffixes=(api.content_host,))) as c:
                 fa = FlowApi(c, api.api_url, AUD, as_admin=True)
@@ -240,7 +241,8 @@ class _Recorder(httpx.AsyncBaseTransport):
                                  "http://127.0.0.1.example.com/x", "http://localhost.example.com/x"])
 def test_plain_http_to_non_loopback_is_refused_before_any_connection(url):
     from scanner.net.auth import StaticToken
-    from scanner.net.http import HttpClient, HttpConfig
+    from scanner.net.config import HttpConfig
+    from scanner.net.http import HttpClient
 
     rec = _Recorder()
 

@@ -16,6 +16,7 @@ from scanner.posture.rules import RULES
 from scanner.posture.rules.PA007 import analyze_environment, secret_like_name
 from scanner.posture.solution import ENV_TYPE_SECRET, parse_env_var_definition_xml, parse_env_var_values_json
 from scanner.posture.taint import is_visible
+from scanner.report.sarif import posture_rule_descriptor
 
 from posture_fixtures import KV_OPENAPI, PLANTED, RISKY, SAFE, compose, defn, http, secured
 
@@ -56,7 +57,7 @@ def test_rules_metadata():
         assert r.id == rid and r.severity in SEVERITIES
         assert r.title and r.help and r.remediation and r.name
         assert r.examples.get("positive") and r.examples.get("negative"), rid
-        sd = r.to_sarif()
+        sd = posture_rule_descriptor(r)
         assert sd["help"]["text"] and sd["help"]["markdown"] and sd["defaultConfiguration"]["level"]
 
 

@@ -37,7 +37,7 @@ def test_unknown_rule_rejected_and_validate_reports_problems():
 
 
 def test_posture_rules_as_descriptors():
-    log = sarif.sarif_log([r.to_sarif() for r in RULES.values()], [])
+    log = sarif.sarif_log([sarif.posture_rule_descriptor(r) for r in RULES.values()], [])
     assert sarif.validate(log) == []
     levels = {r["id"]: r["defaultConfiguration"]["level"] for r in log["runs"][0]["tool"]["driver"]["rules"]}
     assert levels["PA001"] == "error" and levels["PA004"] == "warning"

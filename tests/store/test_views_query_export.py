@@ -26,7 +26,7 @@ from scanner.store.schema import FILTERED_COLUMNS, FINDING_COLUMNS
 from scanner.store.suppressions import apply_suppressions, suppression_rows
 from scanner.store.views import VIEWS
 
-QUERIES_MD = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
+QUERIES_MD = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 
 NOW = utcnow()
 ENV1, ENV2 = "Default-11111111-2222-3333-4444-555555555555", "6f1c0a52-9a4e-4d3b-8c77-0d2c1e6b9a10"

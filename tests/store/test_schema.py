@@ -15,7 +15,7 @@ from scanner.store.errors import StoreOpenError
 from scanner.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from scanner.store.views import VIEWS
 
-FIXTURE = Path(__file__).resolve().parent / "data" / "schema-v1.duckdb"
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "schema-v1.duckdb"
 FIXTURE_KEY = "schema-v1-fixture-key"  # the key it was made with (tests/data/make_schema_v1.py)
 
 

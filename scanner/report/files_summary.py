@@ -1,5 +1,9 @@
-"""What a person and a scheduler see of a scan-files run (scanner/files/scan.py): the summary on
-stdout, in the house style of scanner/report/summary.py, and the --summary-json file.
+"""What a person and a scheduler see of a scan-files run (scanner/files/scan.py): the progress bar on
+stderr, the summary on stdout, in the house style of scanner/report/summary.py, and the --summary-json
+file.
+
+The command (scanner/cli/scan_files.py) makes the bar and hands it to the run, which knows when the
+files are listed and each is done; the run itself prints nothing.
 """
 from __future__ import annotations
 
@@ -7,8 +11,39 @@ from typing import Any, Iterable, Sequence
 
 from scanner.files.scan import KIND, FilesOutcome
 from scanner.skip_reasons import NON_BLOCKING_SKIPS
-from scanner.store.database import Store
 from scanner.store.summaries import files_counts
+
+
+class FilesProgress:
+    """A rich progress bar on stderr (files, MB, MB/s) for scanner.files.scan.ScanProgress; nothing
+    when disabled (--quiet). It is told counts and sizes only."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar: Any = None
+        self.files = 0
+
+    def start(self, files: int, size: int) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TransferSpeedColumn)
+
+        from scanner.report.summary import err_console
+
+        self.bar = Progress(TextColumn("scanning"), BarColumn(), TextColumn(f"{{task.fields[files]}}/{files} files"),
+                            DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(), console=err_console)
+        self.task = self.bar.add_task("scan", total=size or None, files=0)
+        self.bar.start()
+
+    def advance(self, size: int) -> None:
+        if self.bar is not None:
+            self.files += 1
+            self.bar.update(self.task, advance=size, files=self.files)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def print_files_summary(db: str, outcome: FilesOutcome) -> None:
@@ -18,12 +53,8 @@ def print_files_summary(db: str, outcome: FilesOutcome) -> None:
 
     from scanner.report.summary import out_console
 
-    store = Store(db, read_only=True)
-    try:
-        counts = files_counts(store, outcome.scan_id)
-        by_rule, by_file, skipped = counts.by_rule, counts.by_file, counts.skipped
-    finally:
-        store.close()
+    counts = files_counts(db, outcome.scan_id)
+    by_rule, by_file, skipped = counts.by_rule, counts.by_file, counts.skipped
     o = outcome
     out_console.print(f"[bold]flowleaks[/bold] scan-files {o.scan_id}: {o.files_scanned}/{o.files_planned} files, "
                       f"{o.bodies} bodies, {o.bytes_on_disk / 1e6:.1f} MB ({o.bytes_read / 1e6:.1f} MB read), "

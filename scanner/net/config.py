@@ -1,0 +1,24 @@
+"""How the one HTTP client behaves: concurrency, timeouts, retries, caps, the content hosts and the
+corporate network (proxy, CA bundle). Filled from flags and FLOWLEAKS_* variables (scanner/settings.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class HttpConfig:
+    concurrency: int = 16
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0          # per read; a trickling server can't hold us longer
+    request_timeout: float = 300.0      # whole request including the body
+    max_attempts: int = 8
+    max_backoff: float = 30.0
+    max_retry_after: float = 120.0      # a Retry-After beyond this gives up on the request
+    max_content_bytes: int = 64 * 1024 * 1024
+    content_host_suffixes: tuple[str, ...] = ()
+    max_connect_attempts: int = 3       # no connection at all (DNS, refused): give up sooner than on 5xx
+    # Corporate networks (scanner/net/proxy.py). Only https is ever proxied: a proxy then sees a
+    # CONNECT host:port and never a header; plain http (loopback only) never goes through a proxy.
+    proxy: str | None = None            # HTTPS_PROXY
+    no_proxy: str = ""                  # NO_PROXY
+    ca_bundle: str | None = None        # --ca-bundle / SSL_CERT_FILE: replaces the default CA set
