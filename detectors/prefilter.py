@@ -92,9 +92,13 @@ def set_database_cache(load: Callable[[str], bytes | None] | None, save: Callabl
 
 
 def hyperscan_available() -> bool:
+    """Hyperscan is an optional native dependency (x86-64 wheels only): absent, the portable pass runs.
+    Only its absence is tolerated; an installed Hyperscan that fails to import is an error to see."""
     try:
         import hyperscan  # noqa: F401
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "hyperscan":
+            raise
         return False
     return True
 
