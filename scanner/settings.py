@@ -81,7 +81,8 @@ def settings_from(kw: dict) -> Settings:
     check_matcher_env()
     proxy, no_proxy, ca_bundle = network_from_env(kw.pop("ca_bundle", None))
     auth.proxy, auth.no_proxy, auth.ca_bundle = proxy, no_proxy, ca_bundle  # MSAL goes the same way
-    http = HttpConfig(concurrency=kw.pop("concurrency"), max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
+    http = HttpConfig(concurrency=kw.pop("concurrency"), content_concurrency=kw.pop("content_concurrency", None),
+                      max_content_bytes=kw.pop("max_content_mb") * 1024 * 1024,
                       content_host_suffixes=hosts, proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle)
     return Settings(cloud=cloud, auth=auth, flow_api_url=root, pinned_flow_api=pinned, content_hosts=hosts,
                     db=kw.pop("db"), http=http, as_admin=kw.pop("as_admin"),

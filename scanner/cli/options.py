@@ -46,7 +46,11 @@ def connection_options(f: Callable) -> Callable:
                      type=click.Path(dir_okay=False),
                      help="DuckDB database file (created mode 0600, missing folders too)."),
         click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 256),
-                     envvar="FLOWLEAKS_CONCURRENCY", show_envvar=True, help="Requests in flight at most."),
+                     envvar="FLOWLEAKS_CONCURRENCY", show_envvar=True, help="API requests in flight at most."),
+        click.option("--content-concurrency", type=click.IntRange(1, 256), envvar="FLOWLEAKS_CONTENT_CONCURRENCY",
+                     show_envvar=True,
+                     help="Content downloads in flight at most, in slots of their own so a throttled API "
+                          "never holds them up [default: as --concurrency]."),
         click.option("--max-content-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
                      envvar="FLOWLEAKS_MAX_CONTENT_MB", show_envvar=True,
                      help="Largest content body to download; bigger ones are recorded as 'too large'."),

@@ -1,5 +1,8 @@
 """How the one HTTP client behaves: concurrency, timeouts, retries, caps, the content hosts and the
-corporate network (proxy, CA bundle). Filled from flags and FLOWLEAKS_* variables (scanner/settings.py)."""
+corporate network (proxy, CA bundle). Filled from flags and FLOWLEAKS_* variables (scanner/settings.py).
+
+API requests and content downloads have separate connection slots (`concurrency` and
+`content_concurrency`): a service that is throttling us must not hold the other one's slots."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +10,8 @@ from dataclasses import dataclass
 
 @dataclass
 class HttpConfig:
-    concurrency: int = 16
+    concurrency: int = 16               # API requests in flight at most
+    content_concurrency: int | None = None  # content downloads in flight at most; None: = concurrency
     connect_timeout: float = 10.0
     read_timeout: float = 60.0          # per read; a trickling server can't hold us longer
     request_timeout: float = 300.0      # whole request including the body
@@ -22,3 +26,8 @@ class HttpConfig:
     proxy: str | None = None            # HTTPS_PROXY
     no_proxy: str = ""                  # NO_PROXY
     ca_bundle: str | None = None        # --ca-bundle / SSL_CERT_FILE: replaces the default CA set
+
+    @property
+    def content_slots(self) -> int:
+        """Content downloads in flight at most (`content_concurrency`, or `concurrency` when unset)."""
+        return self.content_concurrency or self.concurrency

@@ -1,8 +1,9 @@
 """Content links (SAS URLs): fetched with no Authorization header at all, from allowed hosts only,
 streamed with a size cap. Their query (the `sig`) never reaches a log or an error.
 
-The request goes through the client's retries, connection slots and its own `content` pacer, as an
-API request does; only the headers, the host rule and the body handling differ.
+The request goes through the client's retries as an API request does, but with its own connection
+slots (`content_slots`) and its own `content` pacer: a throttled API never holds up a download. Only
+the slots, the pacer, the headers, the host rule and the body handling differ.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def _fetch_content_once(http: HttpClient, uri: str, attempt: int = 1) -> b
     pacer = http.content_pacer
     if pacer.blocked_for():
         raise Throttled(uri, pacer.blocked_for())
-    async with http.slots:
+    async with http.content_slots:
         await pacer.wait_turn()
         http.stats.requests += 1
         http.stats.content_requests += 1

@@ -11,6 +11,10 @@ Why it looks like this:
   HTTP date), otherwise jittered exponential backoff, both capped. The policy is built once per kind
   of request; each request iterates its own copy.
 - A shared `Pacer` per service (scanner/net/pacer.py): a 429 slows every worker, not just one.
+- Connection slots per service too: `api_slots` for requests with a token, `content_slots` for
+  content links, and a connection pool sized to hold both at once. A 429 storm on the API pauses
+  API requests (each waits out the pause in its pacer holding an API slot) but never takes a slot
+  or a connection from content downloads, so they go on while the API is paused.
 """
 from __future__ import annotations
 
@@ -52,9 +56,13 @@ class HttpClient:
         self.origins: dict[str, set[str]] = {}  # audience -> origins allowed to receive its token
         self.api_pacer = Pacer(self.stats, "api")
         self.content_pacer = Pacer(self.stats, "content")
-        self.slots = asyncio.Semaphore(config.concurrency)
-        limits = httpx.Limits(max_connections=config.concurrency,
-                              max_keepalive_connections=config.concurrency)
+        self.api_slots = asyncio.Semaphore(config.concurrency)
+        self.content_slots = asyncio.Semaphore(config.content_slots)
+        # One pool for both services, big enough for both sets of slots to be busy at once: each
+        # service is capped by its own slots, so neither can use up the other's connections (httpx
+        # closes an idle connection to another host to make room when the pool is full).
+        pool = config.concurrency + config.content_slots
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                                 write=config.read_timeout, pool=None)
         # trust_env stays off (it would also proxy plain http and read .netrc credentials); the
@@ -149,9 +157,12 @@ class HttpClient:
         token = await self.tokens.token(audience)
         if self.api_pacer.blocked_for():
             raise Throttled(url, self.api_pacer.blocked_for())
-        async with self.slots:
+        async with self.api_slots:
             # Paced after taking a connection slot: a pace slot taken first could expire while the
             # request waits for a connection, and late requests bunch into bursts the service rejects.
+            # Waiting out a 429 pause here holds an API slot, which only keeps other API requests
+            # (paused as well) waiting; content has its own slots. A retry's own sleep (tenacity's
+            # wait, in get_json's loop) comes after this returns or raises, with the slot released.
             await self.api_pacer.wait_turn()
             self.stats.requests += 1
             self.stats.api_requests += 1
