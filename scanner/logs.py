@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import TextIO
 
 from scanner.redact import redact_text
@@ -69,4 +70,9 @@ def setup_logging(verbosity: int, stream: TextIO | None = None) -> logging.Handl
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(libs)
     logging.captureWarnings(True)  # a warning's text (it may name a URL) goes through the filter too
+    if verbosity == 0:
+        # A scan stopped by an error closes its event loop with connection attempts still pending, and
+        # Python warns at exit that their coroutines were never awaited: nothing was lost, and the one
+        # line naming the error is the report (-v still shows it).
+        warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
     return handler

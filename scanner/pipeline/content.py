@@ -1,5 +1,6 @@
 """Content fetching, a part of the crawl (scanner/pipeline/crawl.py): one content link fetched and
 handed to detection, or, for a body scanned before (the same md5 and size), its stored result reused.
+The stored results of a run's units are looked up in one query through the writer (`stored_results`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from scanner.api.flow_api import is_secured, link_key
 from scanner.net.errors import FlowleaksHttpError, LinkExpired
 from scanner.pipeline.detection import ContentResult
-from scanner.store.database import utcnow
+from scanner.store.database import Store, utcnow
 
 if TYPE_CHECKING:
     from scanner.pipeline.plan import FlowContext
@@ -41,9 +42,28 @@ def valid_md5_key(link: dict) -> str | None:
 class ContentFetching:
     """The crawl's content methods (state: Crawl.__init__)."""
 
+    def content_key(self, ctx: FlowContext, unit: ContentUnit) -> str | None:
+        """The unit's content-cache key (md5+size, and the secret source it is the output of), or None
+        when results are not reused or the body has no trustworthy identity."""
+        if not self.opt.reuse_content or unit.link is None or is_secured(unit.link):
+            return None
+        key = valid_md5_key(unit.link)
+        source = ctx.sources.get(unit.action) if unit.side == "action_outputs" else None
+        if key and source:  # the same body means more when it is a secret source's output
+            key = f"{key}|{source}"
+        return key
+
+    async def stored_results(self, ctx: FlowContext, units: list[ContentUnit]) -> dict[str, str]:
+        """The stored results of a run's units not already in memory: one query through the writer,
+        not one per unit. A key missing from the answer was not stored (scan_unit does not ask again)."""
+        keys = [k for k in (self.content_key(ctx, u) for u in units) if k and k not in self.reuse]
+        return await self.db.run(Store.content_results, keys, self.engine_version) if keys else {}
+
     async def scan_unit(self, ctx: FlowContext, run_id: str, run_start: str | None, unit: ContentUnit,
-                        last_try: bool = False) -> bool:
-        """Fetch and scan one content link. False only for an expired link worth one more try."""
+                        last_try: bool = False, stored: dict[str, str] | None = None) -> bool:
+        """Fetch and scan one content link. False only for an expired link worth one more try.
+        `stored`: `stored_results` of the run's units (a key it lacks was asked for and not found);
+        None: this unit's key is looked up alone."""
         env, flow = ctx.environment, ctx.flow_id
         link = unit.link
         if link is None:
@@ -54,14 +74,14 @@ class ContentFetching:
             self.skip(env, flow, run_id, unit.action, unit.side, "secured", detail, unit.repetition)
             return True
         source = ctx.sources.get(unit.action) if unit.side == "action_outputs" else None
-        key = valid_md5_key(link) if self.opt.reuse_content else None
-        if key and source:  # the same body means more when it is a secret source's output
-            key = f"{key}|{source}"
+        key = self.content_key(ctx, unit)
         if key:
             cached = self.reuse.get(key)
             if cached is None:
-                stored = self.store.content_result(key, self.engine_version)
-                cached = ContentResult.from_json(stored) if stored else None
+                if stored is None:
+                    stored = await self.stored_results(ctx, [unit])
+                text = stored.get(key)
+                cached = ContentResult.from_json(text) if text else None
             if cached is not None:
                 self._remember(key, cached)
                 self.stats.content_reused += 1

@@ -12,10 +12,14 @@ tenant is (runs stream through; nothing holds the tenant).
 - content.py: fetching a content link, or reusing the result for a body scanned before;
 - detection.py: handing a body to the detectors (one thread, or worker processes) and back redacted;
 - record.py: skips, findings and rows into the batch, flushed by the one writer; what is gone resolved.
+
+The crawl never touches the database: every read and write goes through the StoreWriter (writer.py),
+the one thread that owns the connection; batches are queued to it and the crawl's end drains it.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, OrderedDict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -24,14 +28,18 @@ from datetime import datetime
 from typing import Any, Callable
 
 from scanner.api.flow_api import FlowApi
+from scanner.errors import describe
 from scanner.net.http import HttpClient
 from scanner.pipeline.content import ContentFetching, cache_version
 from scanner.pipeline.detection import ContentResult, Detection
 from scanner.pipeline.plan import Planning
 from scanner.pipeline.record import Recording
 from scanner.pipeline.runs import RunReading
-from scanner.store.database import Batch, Store
+from scanner.pipeline.writer import StoreWriter
+from scanner.store.database import Batch
 from scanner.store.suppressions import ActiveSuppressions
+
+log = logging.getLogger("flowleaks.crawl")
 
 
 @dataclass
@@ -80,10 +88,11 @@ class CrawlStats:
 class Crawl(Planning, RunReading, ContentFetching, Detection, Recording):
     """One crawl of a tenant: the state is here; the methods of each stage are in its own module."""
 
-    def __init__(self, api: FlowApi, http: HttpClient, store: Store, engine: Any, key: bytes,
+    def __init__(self, api: FlowApi, http: HttpClient, db: StoreWriter, engine: Any, key: bytes,
                  options: CrawlOptions, scan_id: str,
                  on_progress: Callable[[CrawlStats, HttpClient], None] | None = None):
-        self.api, self.http, self.store, self.engine = api, http, store, engine
+        # `db`: the writer thread that owns the Store; the crawl never holds the Store itself
+        self.api, self.http, self.db, self.engine = api, http, db, engine
         self.key = key
         self.opt = options
         self.scan_id = scan_id
@@ -95,19 +104,35 @@ class Crawl(Planning, RunReading, ContentFetching, Detection, Recording):
         # Detectors are CPU-bound: one worker thread keeps the event loop free for I/O.
         self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self.proc_pool: ProcessPoolExecutor | None = None  # `jobs` > 1: see start_detectors
-        self.suppressed = ActiveSuppressions.load(store)
+        self.suppressed: ActiveSuppressions | None = None  # read through the writer: `prepare`
         self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
         self.engine_version: str | None = None  # set when the crawl starts: vaults load before that
         self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
         self.flow_listing_failed = False
         self.flows_seen: dict[str, str] = {}  # lower(id or display name) -> "name (id)", for --flow errors
 
+    async def prepare(self) -> None:
+        """What the crawl reads before it records anything (findings take their suppression status)."""
+        if self.suppressed is None:
+            self.suppressed = await self.db.run(ActiveSuppressions.load)
+
     async def run(self) -> CrawlStats:
+        await self.prepare()
         self.engine_version = cache_version(self.engine, self.key)
         # after the vaults loaded: the workers get the whole known-value set (keyed hashes only)
         self.start_detectors()
+        failed: BaseException | None = None
         try:
             return await self._run()
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
             if self.proc_pool is not None:
                 self.proc_pool.shutdown(wait=True, cancel_futures=True)
+            # The crawl ends when its writes are stored: run_scan counts what it stored after this.
+            write_failed = await self.db.drain()
+            if write_failed is not None and failed is None:
+                raise write_failed
+            if write_failed is not None and write_failed is not failed:
+                log.warning("a write failed as well: %s", describe(write_failed))

@@ -19,6 +19,7 @@ from scanner.posture.analyze import analyze_definition
 from scanner.posture.canonical import definition_hash
 from scanner.posture.explain import action_strings, explain
 from scanner.posture.sources import secret_sources
+from scanner.store.database import Store
 from scanner.store.lifecycle import RETENTION_DAYS
 
 if TYPE_CHECKING:
@@ -103,8 +104,8 @@ class Planning:
             envs = [e for e in envs if e.name.lower() in wanted or (e.display_name or "").lower() in wanted]
         log.info("%d environment(s) in scope", len(envs))
         self.stats.environments_planned = len(envs)
-        self.store.upsert_environments([(e.name, e.display_name, e.location, e.is_default,
-                                         e.flow_endpoint, self.scan_id) for e in envs])
+        await self.db.write(Store.upsert_environments, [(e.name, e.display_name, e.location, e.is_default,
+                                                          e.flow_endpoint, self.scan_id) for e in envs])
         for env in envs:
             await self.scan_environment(env.name)
         self._check_scope(envs)
@@ -171,13 +172,13 @@ class Planning:
         props = as_dict(item.get("properties"))
         ctx = FlowContext(env, flow_id, props.get("displayName"), None, {})
         modified = props.get("lastModifiedTime")
-        stored_modified, stored_hash = self.store.flow_modified(env, flow_id)
+        stored_modified, stored_hash = await self.db.run(Store.flow_modified, env, flow_id)
         # Nightly: an unchanged flow is not re-read unless it has new runs to explain.
         if not (self.opt.incremental and stored_hash and modified and modified == stored_modified):
             await self.load_definition(ctx, props)
         else:
             ctx.props = props
-            self.store.touch_flow(env, flow_id, self.scan_id)
+            await self.db.write(Store.touch_flow, env, flow_id, self.scan_id)
         ok = await self.scan_runs(ctx)
         if ok:
             await self.resolve_gone(ctx)
@@ -210,7 +211,7 @@ class Planning:
         ctx.secured = defn.secured_sides(ctx.definition) if ctx.definition else {}
         ctx.display_name = props.get("displayName") or ctx.display_name
         d = ctx.definition
-        self.store.upsert_flows([{
+        await self.db.write(Store.upsert_flows, [{
             "environment": env, "flow_id": flow_id, "display_name": props.get("displayName"),
             "creator": as_dict(props.get("creator")).get("objectId"), "state": props.get("state"),
             "definition_hash": definition_hash(d) if d else None,
@@ -259,10 +260,10 @@ class Planning:
                 ctx.strings[action] = []
         return ctx.strings[action]
 
-    def run_window(self, ctx: FlowContext) -> RunWindow:
+    async def run_window(self, ctx: FlowContext) -> RunWindow:
         """The flow's run window (sets `ctx.newest_start` to the watermark; runs read may advance it)."""
         env, flow_id = ctx.environment, ctx.flow_id
-        after, running = self.store.watermark(env, flow_id) if self.opt.incremental else (None, [])
+        after, running = await self.db.run(Store.watermark, env, flow_id) if self.opt.incremental else (None, [])
         since = None
         if after:
             filt = run_filter(None, self.opt.until, self.opt.status, after_raw=after)

@@ -1,6 +1,6 @@
 """Recording, a part of the crawl (scanner/pipeline/crawl.py): skips, findings and rows go into the
-batch, which the one writer (`flush`, Store.write_batch) stores; run findings whose run the API no
-longer serves are resolved.
+batch, which `flush` queues to the one writer thread (writer.py, Store.write_batch: one transaction
+each); run findings whose run the API no longer serves are resolved, on that thread too.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from scanner.pipeline.plan import FlowContext
 from scanner.redact import redact_text
 from scanner.skip_reasons import NON_BLOCKING_SKIPS
 from scanner.store import lifecycle
-from scanner.store.database import Batch, finding_id, utcnow
+from scanner.store.database import Batch, Store, finding_id, utcnow
 
 if TYPE_CHECKING:
     from scanner.pipeline.detection import ContentResult
@@ -88,7 +88,8 @@ class Recording:
     async def flush(self, force: bool = False) -> None:
         if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > 5000:
             batch, self.batch, self.batch_runs = self.batch, Batch.empty(), 0
-            self.store.write_batch(batch)
+            # queued, not awaited: the loop goes on fetching while the writer stores it (bounded)
+            await self.db.write(Store.write_batch, batch)
             self.on_progress(self.stats, self.http)
 
     def add_posture(self, ctx: FlowContext, found: list) -> None:
@@ -119,21 +120,21 @@ class Recording:
         self.batch.posture_seen.pop()  # keyed by flow; environment-level ones are resolved below
         if resolve:
             keep = [row[0] for row in self.batch.findings[before:]]
-            self.store.resolve_environment_posture(environment, keep)
+            # in the writer's order: before the batch holding this read's findings is written
+            self.db.enqueue(Store.resolve_environment_posture, environment, keep)
 
     async def resolve_gone(self, ctx: FlowContext) -> None:
         """Resolve run findings whose run the API no longer serves: not in this complete listing of the
         window, or 404 when read. Findings of older runs outside the window are checked by reading the
         run (the service's retention varies by plan: the clock alone never resolves anything)."""
         env, flow = ctx.environment, ctx.flow_id
-        con = self.store.con
         if ctx.window is not None:
             low, high, exclusive = ctx.window
-            self.stats.resolved += lifecycle.resolve_unlisted(con, env, flow, low, high, sorted(ctx.listed),
-                                                              low_exclusive=exclusive)
+            self.stats.resolved += await self.db.run(_resolve_unlisted, env, flow, low, high, sorted(ctx.listed),
+                                                     exclusive)
             oldest = datetime.now(timezone.utc) - timedelta(days=lifecycle.RETENTION_DAYS)
             before = min(low, oldest) if low is not None else oldest
-            for run_id in lifecycle.runs_to_probe(con, env, flow, before):
+            for run_id in await self.db.run(_runs_to_probe, env, flow, before):
                 try:
                     await self.api.get_run(env, flow, run_id)
                 except ApiError as exc:
@@ -143,4 +144,17 @@ class Recording:
                     pass
         if ctx.gone:
             log.info("%s/%s: %d run(s) no longer served; their findings are resolved", env, flow, len(ctx.gone))
-            self.stats.resolved += lifecycle.resolve_runs(con, env, flow, ctx.gone)
+            self.stats.resolved += await self.db.run(_resolve_runs, env, flow, ctx.gone)
+
+
+# The lifecycle queries take the connection: these run on the writer thread, which owns it.
+def _resolve_unlisted(store: Store, env: str, flow: str, low, high, listed: list[str], exclusive: bool) -> int:
+    return lifecycle.resolve_unlisted(store.con, env, flow, low, high, listed, low_exclusive=exclusive)
+
+
+def _runs_to_probe(store: Store, env: str, flow: str, before: datetime) -> list[str]:
+    return lifecycle.runs_to_probe(store.con, env, flow, before)
+
+
+def _resolve_runs(store: Store, env: str, flow: str, gone: list[str]) -> int:
+    return lifecycle.resolve_runs(store.con, env, flow, gone)

@@ -50,7 +50,7 @@ class RunReading:
     async def scan_runs(self, ctx: FlowContext) -> bool:
         """List the flow's runs (window, or after the watermark) and scan each; False if listing failed."""
         env, flow_id = ctx.environment, ctx.flow_id
-        window = self.run_window(ctx)
+        window = await self.run_window(ctx)
         tasks: list[asyncio.Task] = []
         ok = True
 
@@ -111,8 +111,9 @@ class RunReading:
         run_start = parse_api_time(props.get("startTime"))
         refreshed: dict[tuple, Any] | None = None
         scanned = skipped = 0
+        stored = await self.stored_results(ctx, units)  # the run's cached results, in one query
         for unit in units:
-            if await self.scan_unit(ctx, run_id, run_start, unit):
+            if await self.scan_unit(ctx, run_id, run_start, unit, stored=stored):
                 scanned += 1
                 continue
             if refreshed is None:  # an expired link: re-read the run once for fresh links

@@ -3,6 +3,9 @@
 
 `sweep` (incident response: a time window, every run in it) and `scan` (nightly: incremental) share
 this path; they differ only in CrawlOptions.
+
+Every database call of a scan runs on one thread, the StoreWriter's (writer.py): it opens the Store,
+starts the scan row, serves the crawl, applies suppressions, counts, finishes the row and closes.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from scanner.api.keyvault import load_vault, vault_url
 from scanner.private import check_output_path
 from scanner.redact import redact_url
 from scanner.pipeline.shard import key_id
+from scanner.pipeline.writer import StoreWriter
 from scanner.posture.base import PostureFinding
 from scanner.posture.rules.PA007 import analyze_environment
 from scanner.posture.solution import EnvVarDef
@@ -178,7 +182,7 @@ def _dataverse_path(f: PostureFinding) -> str:
 
 
 async def _execute(settings: Settings, options: CrawlOptions, known_sources: KnownSources | None,
-                   store: Store, scan_id: str, progress: Callable | None,
+                   db: StoreWriter, scan_id: str, progress: Callable | None,
                    transport: Callable | None = None, dataverse: Sequence[DataverseTarget] = ()) -> Outcome:
     started = time.monotonic()
     key = fingerprint_key(settings.db)
@@ -193,7 +197,8 @@ async def _execute(settings: Settings, options: CrawlOptions, known_sources: Kno
         http.on_retry = getattr(progress, "retrying", None)  # a silent retry looks like a hang
         api = FlowApi(http, settings.flow_api_url, settings.cloud.flow_audience,
                       as_admin=settings.as_admin, pinned_root=settings.pinned_flow_api)
-        crawl = Crawl(api, http, store, engine, key, options, scan_id, on_progress=progress)
+        crawl = Crawl(api, http, db, engine, key, options, scan_id, on_progress=progress)
+        await crawl.prepare()  # the suppressions, before the PA007 findings below take a status
         for vault in (known_sources.vaults if known_sources else ()):
             url = vault_url(vault, settings.cloud)
             try:
@@ -249,23 +254,23 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
         if path:
             check_output_path(path, option)
     make_token_provider(settings.auth, settings.cloud)
-    store = Store(settings.db)
+    db = StoreWriter.open(settings.db)  # the Store lives on the writer thread: every call goes there
     try:
-        scan_id = store.begin_scan(options.kind, params or {})
+        scan_id = db.call(Store.begin_scan, options.kind, params or {})
         # what `flowleaks merge` checks before it combines shard databases: one key, one tenant
-        store.set_meta({"fingerprint_key_id": key_id(fingerprint_key(settings.db)),
-                        "tenant": settings.auth.tenant_id or "", "flow_api": redact_url(settings.flow_api_url)})
+        db.call(Store.set_meta, {"fingerprint_key_id": key_id(fingerprint_key(settings.db)),
+                                 "tenant": settings.auth.tenant_id or "", "flow_api": redact_url(settings.flow_api_url)})
         try:
-            outcome = asyncio.run(_execute(settings, options, known_sources, store, scan_id, progress,
+            outcome = asyncio.run(_execute(settings, options, known_sources, db, scan_id, progress,
                                            transport, dataverse))
         except Exception as exc:
-            store.finish_scan(scan_id, complete=False, status="failed", error=describe(exc))
-            runs, flows = store.runs_stored(scan_id)
+            db.call(Store.finish_scan, scan_id, complete=False, status="failed", error=describe(exc))
+            runs, flows = db.call(Store.runs_stored, scan_id)
             if not runs:  # nothing to resume: the cause alone is the whole story
                 raise ScanFailed(describe(exc)) from exc
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
                              f"stopped (rerun to resume)") from exc
-        apply_suppressions(store.con, scan_id)
+        db.call(lambda store: apply_suppressions(store.con, scan_id))
         if options.shard is not None:
             sh, st = options.shard, outcome.stats
             outcome.shard = sh
@@ -273,11 +278,11 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
                                     f"{st.flows_planned + st.flows_other_shards} flows in scope that hash to "
                                     f"shard {sh.index} of {sh.count}; its findings and exit code speak for "
                                     f"this shard only (combine the shards with flowleaks merge)")
-        outcome.open_findings = count_open(store, options, scan_id)
-        outcome.new_findings = store.new_open_in_scan(scan_id)
+        outcome.open_findings = db.call(count_open, options, scan_id)
+        outcome.new_findings = db.call(Store.new_open_in_scan, scan_id)
         s, h = outcome.stats, outcome.http
-        store.finish_scan(
-            scan_id, complete=outcome.complete,
+        db.call(
+            Store.finish_scan, scan_id, complete=outcome.complete,
             environments_planned=s.environments_planned, environments_scanned=s.environments_scanned,
             flows_planned=s.flows_planned, flows_scanned=s.flows_scanned,
             runs_planned=s.runs_planned, runs_scanned=s.runs_scanned,
@@ -286,7 +291,7 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
             retries=h["retries"], skipped=sum(s.skipped.values()), findings=s.findings)
         return outcome
     finally:
-        store.close()
+        db.close()
 
 
 def read_stdin_lines() -> Iterator[str]:

@@ -299,6 +299,16 @@ class Store:
                                [key, engine_version])
         return row[0] if row else None
 
+    def content_results(self, keys: Sequence[str], engine_version: str) -> dict[str, str]:
+        """`content_result` for many keys in one query (a run's content units): key -> stored result."""
+        if not keys:
+            return {}
+        # a semi-join on the unnested keys (a hash join): one scan for the run, not a lookup per unit
+        rows = self.con.execute("SELECT content_key, result FROM content_results WHERE engine_version = ? "
+                                "AND content_key IN (SELECT unnest(?::VARCHAR[]))",
+                                [engine_version, list(dict.fromkeys(keys))]).fetchall()
+        return dict(rows)
+
     def watermark(self, environment: str, flow_id: str) -> tuple[str | None, list[str]]:
         """(last run start as OData text with 7 fractional digits, runs still Running last time)."""
         row = self._one("SELECT last_run_start_raw, running_runs FROM watermarks WHERE environment=? AND flow_id=?",
