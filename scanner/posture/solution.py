@@ -8,7 +8,7 @@ returns, which the caller hands to rules/PA007.py and drops.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.posture.model import unwrap_definition
@@ -25,7 +25,7 @@ class EnvVarDef:
     schemaname: str
     displayname: str = ""
     type: str = ""  # option value as text, e.g. '100000000'
-    defaultvalue: str | None = None
+    defaultvalue: str | None = field(default=None, repr=False)  # a secret, maybe: never in a repr
     secretstore: str | None = None
     artifact: str = ""
 

@@ -11,7 +11,7 @@ import pytest
 
 from scanner.api.dataverse import API_PATH, DataverseTarget, parse_target
 from scanner.net.errors import ApiError
-from scanner.pipeline.sweep import scan_environment_variables
+from scanner.pipeline.environment_variables import scan_environment_variables
 from tests.e2e.conftest import cli_env, flowleaks, rows
 from tests.fakeapi import FakeFlowApi, Faults, Tenant
 from tests.loopback import ScriptedServer, http_client, ok, run
