@@ -17,7 +17,7 @@ ISSUES_URL = "https://github.com/flowleaks/flowleaks/issues"
 
 # -- bad input, found before the work ---------------------------------------------------------------
 # Raised by code outside the CLI (settings, output paths, rule packs), which knows no click; the CLI
-# shows each as click shows its own (scanner/cli/main.py `click_error`), and every one exits 2.
+# shows each as click shows its own (scanner/cli/errors.py `click_error`), and every one exits 2.
 
 class UsageError(Exception):
     """The command line cannot work as given (exclusive options, a bad variable): the command's usage

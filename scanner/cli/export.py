@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from scanner.cli.query import CommandError, db_option, input_errors, open_read_only
+from scanner.cli.errors import CommandError
+from scanner.cli.query import db_option, open_read_only
 from scanner.private import check_output_path
 from scanner.report.export import EXPORT_FORMATS, export_findings
 from scanner.store.export import STATUS_FILTERS
@@ -18,7 +19,6 @@ from scanner.store.export import STATUS_FILTERS
 @click.option("--status", type=click.Choice(tuple(STATUS_FILTERS)), default="unresolved", show_default=True,
               help="unresolved = open + suppressed (with a status column), open, or all (resolved too).")
 @db_option
-@input_errors
 def export_command(fmt: str, out: str, status: str, db: str) -> None:
     """Export findings: previews, keyed fingerprints and locations only (never a secret value).
 

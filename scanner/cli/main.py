@@ -5,40 +5,15 @@ not scanned), 4 error (a rejected token, an unreachable sign-in host, or a bug).
 Each command (or group of commands) is its own module in scanner/cli/, added by `_register()`."""
 from __future__ import annotations
 
-import functools
 import sys
-from typing import Any, Callable
 
 import click
 
 from scanner import __version__
-from scanner.errors import BadValue, InputError, UsageError
+from scanner.cli.errors import plain_errors
 from scanner.logs import setup_logging
 from scanner.private import restrict_umask
 from scanner.pipeline.sweep import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_USAGE
-
-
-def click_error(exc: UsageError | InputError) -> click.ClickException:
-    """The click exception that shows a plain error (scanner/errors.py) as click shows its own: a
-    UsageError or BadValue after the command's usage line, an InputError on one line; all exit 2."""
-    if isinstance(exc, BadValue):
-        return click.BadParameter(str(exc), param_hint=exc.option)
-    if isinstance(exc, UsageError):
-        return click.UsageError(str(exc))
-    return click.ClickException(str(exc))  # click's code 1 becomes 2 in `_invoke`
-
-
-def plain_errors(callback: Callable) -> Callable:
-    """A command callback whose plain errors become click's. Raised inside the callback, click
-    attaches the command's context to them, so the usage line names that command."""
-    @functools.wraps(callback)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return callback(*args, **kwargs)
-        except (UsageError, InputError) as exc:
-            raise click_error(exc) from None
-
-    return run
 
 
 class _Commands(click.Group):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from scanner.cli.query import CommandError, input_errors
+from scanner.cli.errors import CommandError
 from scanner.pipeline.sweep import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE
 from scanner.store.errors import StoreOpenError
 from scanner.store.merge import merge
@@ -46,7 +46,6 @@ def print_summary(out: str, plan: Plan, counts: dict[str, int], open_findings: i
 @click.command("merge")
 @click.argument("out", metavar="OUT.duckdb", type=click.Path(dir_okay=True))
 @click.argument("shards", metavar="SHARD.duckdb…", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@input_errors
 def merge_command(out: str, shards: tuple[str, ...]) -> int:
     """Merge the shard databases of `scan --shard K/N` (or `sweep --shard K/N`) into OUT.
 

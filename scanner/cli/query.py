@@ -11,43 +11,21 @@ Nothing here can print a secret: the database holds previews and keyed fingerpri
 """
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import click
 
-from scanner.errors import InputError
+from scanner.cli.errors import CommandError
 from scanner.settings import DEFAULT_DB
 from scanner.store.errors import StoreOpenError
 from scanner.store.query import Connection, connect_read_only, fetch, write_result
 
 FORMATS = ("table", "line", "csv", "json")
 NARROW_FALLBACK = 250  # width of a table written to a pipe or file (no terminal to measure)
-
-
-class CommandError(click.ClickException):
-    """A failure the command reports itself: the message on stderr, exit 2 (or the code given)."""
-
-    def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def input_errors(callback: Callable) -> Callable:
-    """The store's InputError (bad input: a missing database, bad SQL, an unknown finding) as this
-    command's own error, exit 2 however the command is invoked."""
-    @functools.wraps(callback)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return callback(*args, **kwargs)
-        except InputError as exc:
-            raise CommandError(str(exc)) from None
-
-    return run
 
 
 def open_read_only(db: str) -> Connection:
@@ -182,7 +160,6 @@ def render(con: Connection, sql: str, fmt: str | None, params: Any = None, title
 @click.argument("sql")
 @db_option
 @format_option
-@input_errors
 def query_command(sql: str, db: str, fmt: str) -> None:
     """Run read-only SQL over the findings database.
 

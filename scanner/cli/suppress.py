@@ -8,7 +8,8 @@ from datetime import date, datetime
 
 import click
 
-from scanner.cli.query import CommandError, db_option, format_option, input_errors, open_read_only, render
+from scanner.cli.errors import CommandError
+from scanner.cli.query import db_option, format_option, open_read_only, render
 from scanner.store.database import Store, utcnow
 from scanner.store.query import require_database
 from scanner.store.suppressions import NEVER, last_complete_scan, suppress, suppressions_sql
@@ -65,7 +66,6 @@ def check_rule(rule: str | None) -> str | None:
 @click.option("--expires", help="YYYY-MM-DD: the suppression stops applying at 00:00 UTC that day; "
                                 "'never' removes an expiry. Not given: an existing expiry is kept.")
 @db_option
-@input_errors
 def suppress_command(target: str, reason: str | None, rule: str | None, expires: str | None, db: str) -> None:
     """Accept a finding (or a secret, by fingerprint) so it is reported as suppressed, not open.
 
@@ -102,7 +102,6 @@ def suppress_command(target: str, reason: str | None, rule: str | None, expires:
               help="Only suppressions that matched no finding in the last complete scan (candidates to remove).")
 @db_option
 @format_option
-@input_errors
 def suppressions_command(stale: bool, db: str, fmt: str) -> None:
     """List suppressions with their state and how many findings they cover.
 

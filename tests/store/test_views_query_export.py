@@ -15,9 +15,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from scanner.cli.export import export_command
-from scanner.cli.query import query_command
-from scanner.cli.suppress import suppress_command, suppressions_command
+from scanner.cli.main import cli  # the group: commands run as a user runs them (its error mapping too)
 from scanner.report.sarif import validate
 from scanner.store import lifecycle
 from scanner.store.database import Store, utcnow
@@ -256,40 +254,40 @@ def test_every_ready_query_runs(db):
 def test_query_formats(db):
     runner = CliRunner()
     sql = "SELECT finding_id, flow_name, preview, run_start_time FROM open_findings ORDER BY finding_id"
-    r = runner.invoke(query_command, [sql, "--db", db])
+    r = runner.invoke(cli, ["query", sql, "--db", db])
     assert r.exit_code == 0, r.output
     assert "Sync orders" in r.output and "abcd…(32)" in r.output
-    r = runner.invoke(query_command, [sql, "--db", db, "--format", "csv"])
+    r = runner.invoke(cli, ["query", sql, "--db", db, "--format", "csv"])
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert [x["finding_id"] for x in rows] == ["fa", "fb", "fc", "fd"] and rows[0]["preview"] == "abcd…(32)"
-    r = runner.invoke(query_command, [sql + ";", "--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["query", sql + ";", "--db", db, "--format", "json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert [x["finding_id"] for x in data] == ["fa", "fb", "fc", "fd"] and data[2]["flow_name"] == "Payroll export"
     # statements COPY cannot wrap still work (fallback writers)
-    r = runner.invoke(query_command, ["SHOW TABLES", "--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["query", "SHOW TABLES", "--db", db, "--format", "json"])
     assert r.exit_code == 0 and "findings" in {x["name"] for x in json.loads(r.stdout)}
-    r = runner.invoke(query_command, ["DESCRIBE findings", "--db", db, "--format", "csv"])
+    r = runner.invoke(cli, ["query", "DESCRIBE findings", "--db", db, "--format", "csv"])
     assert r.exit_code == 0 and "fingerprint" in r.stdout
 
 
 def test_query_is_read_only_and_reports_errors(db, tmp_path):
     runner = CliRunner()
-    r = runner.invoke(query_command, ["DELETE FROM findings", "--db", db])
+    r = runner.invoke(cli, ["query", "DELETE FROM findings", "--db", db])
     assert r.exit_code == 2 and "read-only" in r.output
-    r = runner.invoke(query_command, ["INSERT INTO suppressions(fingerprint, reason) VALUES ('x', 'y')",
+    r = runner.invoke(cli, ["query", "INSERT INTO suppressions(fingerprint, reason) VALUES ('x', 'y')",
                                       "--db", db, "--format", "csv"])
     assert r.exit_code == 2 and "read-only" in r.output
     assert len(_status(db)) == len(FINDINGS)
-    r = runner.invoke(query_command, ["SELEC 1", "--db", db])
+    r = runner.invoke(cli, ["query", "SELEC 1", "--db", db])
     assert r.exit_code == 2 and "SQL error" in r.output
-    r = runner.invoke(query_command, ["SELECT * FROM nope", "--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["query", "SELECT * FROM nope", "--db", db, "--format", "json"])
     assert r.exit_code == 2 and "SQL error" in r.output
     missing = str(tmp_path / "missing.duckdb")
-    r = runner.invoke(query_command, ["SELECT 1", "--db", missing])
+    r = runner.invoke(cli, ["query", "SELECT 1", "--db", missing])
     assert r.exit_code == 2 and "no database" in r.output and not os.path.exists(missing)
-    r = CliRunner(env={"FLOWLEAKS_DB": db}).invoke(query_command, ["SELECT count(*) AS n FROM findings",
+    r = CliRunner(env={"FLOWLEAKS_DB": db}).invoke(cli, ["query", "SELECT count(*) AS n FROM findings",
                                                                     "--format", "csv"])
     assert r.exit_code == 0 and r.stdout.split() == ["n", str(len(FINDINGS))]
 
@@ -313,7 +311,7 @@ def test_export_formats_private(db, tmp_path, fmt):
     out = tmp_path / f"findings.{fmt}"
     out.write_text("old")
     os.chmod(out, 0o644)  # a pre-existing, readable file ends 0600 too
-    r = CliRunner().invoke(export_command, ["--format", fmt, "--out", str(out), "--db", db])
+    r = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", db])
     assert r.exit_code == 0, r.output
     assert _mode(out) == 0o600
     expected = {"fa", "fb", "fc", "fd", "fe"}  # default: open + suppressed
@@ -353,7 +351,7 @@ def test_export_status_filters(db, tmp_path):
     runner = CliRunner()
     for status, n in (("open", 4), ("all", 6)):
         out = tmp_path / f"{status}.jsonl"
-        r = runner.invoke(export_command, ["--format", "jsonl", "--out", str(out), "--db", db, "--status", status])
+        r = runner.invoke(cli, ["export", "--format", "jsonl", "--out", str(out), "--db", db, "--status", status])
         assert r.exit_code == 0, r.output
         assert len(out.read_text(encoding="utf-8").splitlines()) == n
         assert f"exported {n} findings" in r.output
@@ -362,7 +360,7 @@ def test_export_status_filters(db, tmp_path):
 # -- suppressions ---------------------------------------------------------------------------------------
 
 def test_suppress_by_finding_id_stores_fingerprint_and_rule(db):
-    r = CliRunner().invoke(suppress_command, ["fc", "--reason", "test vault", "--db", db])
+    r = CliRunner().invoke(cli, ["suppress", "fc", "--reason", "test vault", "--db", db])
     assert r.exit_code == 0, r.output
     assert "…(12)" in r.output and "1 open finding now suppressed" in r.output
     with _ro(db) as con:
@@ -374,7 +372,7 @@ def test_suppress_by_finding_id_stores_fingerprint_and_rule(db):
 def test_suppress_by_fingerprint_with_expiry(db):
     future = (NOW + timedelta(days=30)).date().isoformat()
     runner = CliRunner()
-    r = runner.invoke(suppress_command, [FP1, "--reason", "rotated", "--expires", future, "--db", db])
+    r = runner.invoke(cli, ["suppress", FP1, "--reason", "rotated", "--expires", future, "--db", db])
     assert r.exit_code == 0, r.output
     st = _status(db)
     assert (st["fa"], st["fb"], st["fe"], st["fc"]) == ("suppressed", "suppressed", "suppressed", "open")
@@ -382,31 +380,31 @@ def test_suppress_by_fingerprint_with_expiry(db):
         (fp, rule, exp), = con.execute("SELECT fingerprint, rule_id, expires_at FROM suppressions").fetchall()
     assert fp == FP1 and rule is None and exp.date().isoformat() == future
     # the same target again updates instead of duplicating
-    r = runner.invoke(suppress_command, [FP1, "--reason", "rotated twice", "--db", db])
+    r = runner.invoke(cli, ["suppress", FP1, "--reason", "rotated twice", "--db", db])
     assert r.exit_code == 0 and "updated" in r.output
     with _ro(db) as con:
         assert con.execute("SELECT count(*), min(reason) FROM suppressions").fetchone() == (1, "rotated twice")
     # bad inputs
-    assert runner.invoke(suppress_command, ["nope", "--reason", "x", "--db", db]).exit_code == 2
-    assert runner.invoke(suppress_command, [FP1, "--reason", "x", "--expires", "2001-01-01", "--db", db]).exit_code == 2
-    assert runner.invoke(suppress_command, [FP1, "--reason", "x", "--expires", "tomorrow", "--db", db]).exit_code == 2
+    assert runner.invoke(cli, ["suppress", "nope", "--reason", "x", "--db", db]).exit_code == 2
+    assert runner.invoke(cli, ["suppress", FP1, "--reason", "x", "--expires", "2001-01-01", "--db", db]).exit_code == 2
+    assert runner.invoke(cli, ["suppress", FP1, "--reason", "x", "--expires", "tomorrow", "--db", db]).exit_code == 2
 
 
 def test_suppressions_list_and_stale(db):
     runner = CliRunner()
     for target in ("fb", "fc", "e5" * 32):  # fb: FP1 seen by S1; fc: FP2 only in S2; e5…: never seen
-        r = runner.invoke(suppress_command, [target, "--reason", "accepted", "--db", db])
+        r = runner.invoke(cli, ["suppress", target, "--reason", "accepted", "--db", db])
         assert r.exit_code == 0, r.output
-    r = runner.invoke(suppressions_command, ["--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["suppressions", "--db", db, "--format", "json"])
     assert r.exit_code == 0, r.output
     listing = {x["fingerprint"]: x for x in json.loads(r.stdout)}
     assert set(listing) == {FP1, FP2, "e5" * 32} and listing[FP1]["state"] == "active"
     assert listing[FP1]["preview"] == "abcd…(32)" and listing[FP1]["suppressed_findings"] == 2
     # last complete scan is S1 (S2 is incomplete): only the FP1 suppression matched something there
-    r = runner.invoke(suppressions_command, ["--db", db, "--stale", "--format", "json"])
+    r = runner.invoke(cli, ["suppressions", "--db", db, "--stale", "--format", "json"])
     assert r.exit_code == 0, r.output
     assert {x["fingerprint"] for x in json.loads(r.stdout)} == {FP2, "e5" * 32}
-    r = runner.invoke(suppressions_command, ["--db", db, "--stale"])
+    r = runner.invoke(cli, ["suppressions", "--db", db, "--stale"])
     assert r.exit_code == 0 and "Stale suppressions" in r.output
 
 
@@ -464,11 +462,11 @@ def test_query_on_database_without_views_and_empty_results(db):
         for name in VIEWS:
             con.execute(f"DROP VIEW {name}")
     runner = CliRunner()
-    r = runner.invoke(query_command, ["SELECT count(*) AS n FROM open_findings", "--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["query", "SELECT count(*) AS n FROM open_findings", "--db", db, "--format", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == [{"n": 4}]
-    r = runner.invoke(query_command, ["SELECT * FROM exposure WHERE false", "--db", db, "--format", "json"])
+    r = runner.invoke(cli, ["query", "SELECT * FROM exposure WHERE false", "--db", db, "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout) == []
-    r = runner.invoke(query_command, ["SELECT scan_id, skipped_by_reason FROM coverage ORDER BY scan_id",
+    r = runner.invoke(cli, ["query", "SELECT scan_id, skipped_by_reason FROM coverage ORDER BY scan_id",
                                       "--db", db, "--format", "json"])
     assert json.loads(r.stdout)[1]["skipped_by_reason"] == {"secured": 3, "expired": 1, "HTTP error": 1}
