@@ -19,6 +19,7 @@ class Measured:
     code: int
     wall_s: float
     peak_rss_mb: float
+    cpu_s: float        # the CLI's CPU time, user + system; wait4 counts its reaped worker processes too
     summary: dict
     stderr: str
 
@@ -39,4 +40,5 @@ def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> M
     proc.returncode = os.waitstatus_to_exitcode(status)
     data = json.loads(summary.read_text()) if summary.stat().st_size else {}
     summary.unlink()
-    return Measured(proc.returncode, wall, usage.ru_maxrss / 1024, data, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(proc.returncode, wall, usage.ru_maxrss / 1024, cpu, data, stderr)

@@ -39,6 +39,7 @@ from scanner.net.errors import (HostNotAllowed, RedirectRefused, RetryableStatus
 from scanner.net.pacer import Pacer, parse_retry_after
 from scanner.net.proxy import proxy_bypassed, proxy_mounts, ssl_context
 from scanner.net.stats import HttpStats, log_request
+from scanner.net.transport import Transport
 from scanner.redact import redact_url
 
 log = logging.getLogger("flowleaks.http")
@@ -69,6 +70,8 @@ class HttpClient:
         # proxy and CA bundle are passed explicitly instead (see HttpConfig).
         verify: Any = ssl_context(config.ca_bundle) if config.ca_bundle else True
         mounts = proxy_mounts(config, verify, limits) if transport is None else None
+        if transport is None:
+            transport = Transport(limits, verify)  # scanner/net/transport.py: why not httpcore's pool
         self.client = httpx.AsyncClient(follow_redirects=False, timeout=timeout, limits=limits,
                                         transport=transport, headers={"User-Agent": USER_AGENT},
                                         trust_env=False, verify=verify, mounts=mounts)
