@@ -11,13 +11,15 @@ from scanner.cli.options import (connection_options, dataverse_options, jobs_opt
                                  known_value_options, output_options, scope_options, shard_from, shard_option)
 from scanner.cli.rules import load_rules, rules_options
 from scanner.pipeline.crawl import CrawlOptions
+from scanner.pipeline.detection import POOL_AFTER, WORK_BYTES
 from scanner.pipeline.sweep import run_scan, write_summary_json
 from scanner.settings import settings_from, window
 
 content_jobs_option = jobs_option(
-    "content bodies are detected in parallel, results leave them redacted", default=1,
-    note=" Default 1: with bodies of a few KB, sending each to a worker costs more than it "
-         "saves (measured 43 runs/s with 2 workers, 61 with 1).")
+    "content bodies go to them in batches; results leave them redacted",
+    note=f" The workers start in the background once the crawl has detected about {POOL_AFTER:,} bodies "
+         f"(or {POOL_AFTER * WORK_BYTES // 10**6} MB) in the scanning process, which detects until they "
+         f"are up; a smaller crawl never starts them (a worker takes about a second to start).")
 
 
 def crawl_options(f):

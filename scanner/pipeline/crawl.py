@@ -1,28 +1,26 @@
-"""The crawl: environments → flows (+definition) → runs in the window → actions → content → detectors.
+"""The crawl: a one-way pipeline of stages joined by bounded queues.
 
-Wires the parts together and owns nothing else: the API client knows no detectors, detectors know
-no HTTP, the store knows no HTTP. Concurrency is bounded twice: the HTTP client's slots bound
-requests in flight, and `run_slots` bounds runs in progress so memory stays flat however large the
-tenant is (runs stream through; nothing holds the tenant).
+    plan ──flows──▶ read runs ──runs──▶ fetch content ──bodies──▶ detect ──results──▶ record ──▶ writer
 
-`Crawl` holds the state; its parts are one module per stage of the walk:
-- plan.py: the environments and flows in scope, each flow's definition and posture, its run window
-  (a time window, or after the watermark);
-- runs.py: listing and reading the runs, and each run's content units (action, side, link);
-- content.py: fetching a content link, or reusing the result for a body scanned before;
-- detection.py: handing a body to the detectors (one thread, or worker processes) and back redacted;
-- record.py: skips, findings and rows into the batch, flushed by the one writer; what is gone resolved.
+- plan.py: environments (in parallel) and the flows in scope; each flow's definition, posture and
+  run window (a time window, or after the watermark), read once per flow, up front;
+- runs.py: each flow's run listing and each run's read (`$expand`, else the actions list; loop
+  repetitions), paced by the API pacer; a flow finishes when all its runs are recorded;
+- content.py: content links, with their own connection slots and pacer, or a stored result reused;
+- detection.py: the detectors, in worker processes fed batches of bodies (`--jobs`); only redacted
+  results come back (fingerprint, preview, length, JSON path, rule), never a value;
+- record.py: skips, findings and rows into batches for writer.py, the one thread that owns DuckDB.
 
-The crawl never touches the database: every read and write goes through the StoreWriter (writer.py),
-the one thread that owns the connection; batches are queued to it and the crawl's end drains it.
+The queues are bounded, so a slow stage makes the one before it wait and memory stays flat however
+large the tenant is. The crawl never touches the database: every read and write goes through the
+StoreWriter; batches are queued to it and the crawl's end drains it. A failure in any stage stops
+every stage and is raised as itself (queues.py).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -30,16 +28,16 @@ from typing import Any, Callable
 from scanner.api.flow_api import FlowApi
 from scanner.errors import describe
 from scanner.net.http import HttpClient
-from scanner.pipeline.content import ContentFetching, cache_version
-from scanner.pipeline.detection import ContentResult, Detection
-from scanner.pipeline.plan import Planning
-from scanner.pipeline.record import Recording
-from scanner.pipeline.runs import RunReading
+from scanner.pipeline.content import FetchContent, cache_version
+from scanner.pipeline.detection import Detector
+from scanner.pipeline.plan import FlowContext, Plan
+from scanner.pipeline.queues import Closable, together
+from scanner.pipeline.record import Recorder
+from scanner.pipeline.runs import ReadRuns, RunRead
 from scanner.pipeline.writer import StoreWriter
-from scanner.store.database import Batch
-from scanner.store.suppressions import ActiveSuppressions
 
 log = logging.getLogger("flowleaks.crawl")
+FLOWS_QUEUED = 8  # planned flows waiting for the read-runs stage
 
 
 @dataclass
@@ -53,7 +51,7 @@ class CrawlOptions:
     incremental: bool = False           # use and advance watermarks
     reuse_content: bool = False         # skip downloading content whose md5+size was scanned before
     batch_runs: int = 50                # runs per store transaction
-    max_runs_in_flight: int = 64
+    max_runs_in_flight: int = 64        # runs read and waiting for content, and runs whose content is fetched
     secret_sink: Callable[[str], Any] | None = None  # `record`: told each secret found, to scrub it
     shard: Any = None                   # scanner.pipeline.shard.Shard: only the flows that hash to it
     jobs: int = 1                       # detection processes (1: the detector thread, in process)
@@ -78,6 +76,7 @@ class CrawlStats:
     unmatched_scope: list[str] = field(default_factory=list)  # --env/--flow values that matched nothing
     known_scope: list[str] = field(default_factory=list)      # what exists, to name in that error
     resolved: int = 0         # run findings resolved because the API no longer serves their run
+    detection: dict = field(default_factory=dict)  # where bodies were detected (Detector's counts)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -85,51 +84,57 @@ class CrawlStats:
         return self.blocking_skips == 0
 
 
-class Crawl(Planning, RunReading, ContentFetching, Detection, Recording):
-    """One crawl of a tenant: the state is here; the methods of each stage are in its own module."""
+class Crawl:
+    """One crawl of a tenant: builds the stages, runs them side by side, and drains the writer."""
 
     def __init__(self, api: FlowApi, http: HttpClient, db: StoreWriter, engine: Any, key: bytes,
                  options: CrawlOptions, scan_id: str,
                  on_progress: Callable[[CrawlStats, HttpClient], None] | None = None):
         # `db`: the writer thread that owns the Store; the crawl never holds the Store itself
-        self.api, self.http, self.db, self.engine = api, http, db, engine
-        self.key = key
-        self.opt = options
-        self.scan_id = scan_id
+        self.api, self.http, self.db, self.engine, self.key = api, http, db, engine, key
+        self.opt, self.scan_id = options, scan_id
         self.stats = CrawlStats()
-        self.on_progress = on_progress or (lambda s, h: None)
-        self.batch = Batch.empty()
-        self.batch_runs = 0
-        self.run_slots = asyncio.Semaphore(options.max_runs_in_flight)
-        # Detectors are CPU-bound: one worker thread keeps the event loop free for I/O.
-        self.detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
-        self.proc_pool: ProcessPoolExecutor | None = None  # `jobs` > 1: see start_detectors
-        self.suppressed: ActiveSuppressions | None = None  # read through the writer: `prepare`
-        self.reuse: OrderedDict[str, ContentResult] = OrderedDict()  # md5 key -> result (memory)
-        self.engine_version: str | None = None  # set when the crawl starts: vaults load before that
-        self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
-        self.flow_listing_failed = False
-        self.flows_seen: dict[str, str] = {}  # lower(id or display name) -> "name (id)", for --flow errors
+        progress = on_progress or (lambda s, h: None)
+        self.rec = Recorder(db, key, options, scan_id, self.stats, lambda: progress(self.stats, http))
+        self.detector = Detector(engine, key, options.jobs, options.secret_sink)
 
+    # What run_scan records before the crawl starts (known-value and Dataverse problems, PA007).
     async def prepare(self) -> None:
-        """What the crawl reads before it records anything (findings take their suppression status)."""
-        if self.suppressed is None:
-            self.suppressed = await self.db.run(ActiveSuppressions.load)
+        await self.rec.prepare()
+
+    def skip(self, *args: Any, **kw: Any) -> None:
+        self.rec.skip(*args, **kw)
+
+    def add_environment_posture(self, environment: str, found: list, resolve: bool = True) -> None:
+        self.rec.add_environment_posture(environment, found, resolve)
 
     async def run(self) -> CrawlStats:
         await self.prepare()
-        self.engine_version = cache_version(self.engine, self.key)
-        # after the vaults loaded: the workers get the whole known-value set (keyed hashes only)
-        self.start_detectors()
+        # after the vaults loaded: the engine's identity includes the known-value set, and the
+        # detector's workers get the whole set (keyed hashes only)
+        engine_version = cache_version(self.engine, self.key)
+        self.detector.start()
+        plan = Plan(self.api, self.db, self.detector, self.engine, self.key, self.opt, self.scan_id,
+                    self.stats, self.rec)
+        read = ReadRuns(self.api, plan, self.opt, self.stats, self.rec)
+        fetch = FetchContent(self.http, self.detector, self.db, engine_version, self.opt, self.stats, self.rec,
+                             read.reread_units)
+        flows: Closable[FlowContext] = Closable(FLOWS_QUEUED)
+        runs: Closable[RunRead] = Closable(self.opt.max_runs_in_flight)
         failed: BaseException | None = None
         try:
-            return await self._run()
+            await together(plan.run(flows), read.run(flows, runs), fetch.run(runs))
+            await self.rec.flush(force=True)
+            return self.stats
         except BaseException as exc:
             failed = exc
             raise
         finally:
-            if self.proc_pool is not None:
-                self.proc_pool.shutdown(wait=True, cancel_futures=True)
+            await self.detector.aclose()
+            d = self.detector
+            # workers: the pool's size once one of its workers was up (0: every body stayed in process)
+            self.stats.detection = {"jobs": d.jobs, "bodies": d.bodies, "workers": d.jobs if d.worker_pids else 0,
+                                    "batches_in_workers": d.batches_sent, "batches_in_process": d.batches_here}
             # The crawl ends when its writes are stored: run_scan counts what it stored after this.
             write_failed = await self.db.drain()
             if write_failed is not None and failed is None:

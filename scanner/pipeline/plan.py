@@ -1,19 +1,25 @@
-"""Planning, a part of the crawl (scanner/pipeline/crawl.py): the environments and flows in scope,
-each flow's definition and its posture, and which of its runs to read (a time window, or after the
-watermark the last nightly scan left).
+"""The plan stage: the environments and flows in scope (environments listed in parallel), each flow's
+definition and its posture, and which of its runs to read (a time window, or after the watermark the
+last nightly scan left). Everything a flow needs before its runs are listed is read here, once per
+flow, up front; the flow then goes to the read-runs stage (runs.py) on a bounded queue.
+
+An unchanged flow in a nightly scan keeps its definition unread until it has new runs to explain:
+the read-runs stage asks for it then (`load_definition`), once.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from scanner.api.flow_api import as_dict, odata_time, parse_api_time, run_filter, text
+from scanner.api.flow_api import FlowApi, as_dict, odata_time, parse_api_time, run_filter, text
 from scanner.errors import describe
 from scanner.net.errors import ApiError, FlowleaksHttpError, TokenRejected
+from scanner.pipeline.queues import Closable
 from scanner.posture import model as defn
 from scanner.posture.analyze import analyze_definition
 from scanner.posture.canonical import definition_hash
@@ -23,31 +29,15 @@ from scanner.store.database import Store
 from scanner.store.lifecycle import RETENTION_DAYS
 
 if TYPE_CHECKING:
-    from scanner.pipeline.crawl import CrawlStats
+    from scanner.pipeline.crawl import CrawlOptions, CrawlStats
+    from scanner.pipeline.detection import Detector
+    from scanner.pipeline.record import Recorder
+    from scanner.pipeline.writer import StoreWriter
 
 log = logging.getLogger("flowleaks.crawl")
 # API time text: date, time to the second, any fractional digits, maybe 'Z'
 API_TIME_TEXT = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z?")
-
-
-@dataclass
-class FlowContext:
-    environment: str
-    flow_id: str
-    display_name: str | None
-    definition: dict | None
-    action_types: dict[str, str]
-    props: dict = field(default_factory=dict)
-    loaded: bool = False
-    newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
-    running: set[str] = field(default_factory=set)  # runs still Running: read again next time
-    causes: dict = field(default_factory=dict)       # (action, side[, fingerprint]) -> Cause | None
-    strings: dict = field(default_factory=dict)      # action -> its strings (posture.action_strings)
-    sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
-    secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
-    gone: list[str] = field(default_factory=list)    # runs the API answered 404 for
-    listed: set[str] = field(default_factory=set)    # runs the listing returned in the window
-    window: tuple | None = None  # (low, high, low_exclusive) of a complete, unfiltered runs listing
+FLOWS_PLANNED_AT_ONCE = 8  # flows whose definition and window are being read at the same time
 
 
 @dataclass
@@ -79,25 +69,109 @@ class RunWindow:
         return ((parse_watermark(self.after) if self.after else self.since), self.until, bool(self.after))
 
 
-class Planning:
-    """The crawl's planning methods (state: Crawl.__init__)."""
+@dataclass
+class FlowContext:
+    """One flow on its way through the stages: what the plan read, and what its runs add to it."""
 
-    async def _run(self) -> CrawlStats:
+    environment: str
+    flow_id: str
+    display_name: str | None
+    definition: dict | None
+    action_types: dict[str, str]
+    props: dict = field(default_factory=dict)
+    loaded: bool = False
+    run_window: RunWindow | None = None  # set by the plan stage
+    newest_start: str | None = None     # newest run start seen (API text, no 'Z'), for the watermark
+    running: set[str] = field(default_factory=set)  # runs still Running: read again next time
+    causes: dict = field(default_factory=dict)       # (action, side[, fingerprint]) -> Cause | None
+    strings: dict = field(default_factory=dict)      # action -> its strings (posture.action_strings)
+    sources: dict[str, str] = field(default_factory=dict)  # action -> secret source kind (Key Vault…)
+    secured: dict[str, frozenset[str]] = field(default_factory=dict)  # action -> sides it secures
+    gone: list[str] = field(default_factory=list)    # runs the API answered 404 for
+    listed: set[str] = field(default_factory=set)    # runs the listing returned in the window
+    window: tuple | None = None  # (low, high, low_exclusive) of a complete, unfiltered runs listing
+    # Runs of this flow still somewhere in the stages, and whether its listing ended: the flow is
+    # finished (gone runs resolved, watermark advanced) once both say so (runs.py: finish_flow).
+    open_runs: int = 0
+    listing_done: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def run_started(self) -> None:
+        self.open_runs += 1
+
+    def run_ended(self) -> None:
+        self.open_runs -= 1
+        self._check_finished()
+
+    def listing_ended(self) -> None:
+        self.listing_done = True
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        if self.listing_done and self.open_runs == 0:
+            self.finished.set()
+
+    def cause(self, action: str, side: str, fp: str | None, literal: str | None = None, detected: bool = False):
+        """The posture cause of a secret seen in `action`'s `side`, memoised per flow.
+
+        Right after detection (`detected`), `literal` says where the value is typed into the action
+        (posture.literal_path, computed where the secret was: PA005/PA004) or None (it arrived at run
+        time); the answer is kept under the secret's fingerprint, so a body reused from the content
+        cache still gets the precise cause."""
+        if self.definition is None:
+            return None
+        key = (action, side, fp) if detected or (action, side, fp) in self.causes else (action, side)
+        if key not in self.causes:
+            try:
+                self.causes[key] = explain(self.definition, action, side, literal=literal)
+            except Exception:  # noqa: BLE001 - no cause is better than no finding
+                self.causes[key] = None
+        return self.causes[key]
+
+    def action_strings(self, action: str) -> list:
+        """The action's strings, for telling a typed value from a run-time one where detection runs."""
+        if self.definition is None:
+            return []
+        if action not in self.strings:
+            try:
+                self.strings[action] = action_strings(self.definition, action)
+            except Exception:  # noqa: BLE001 - an odd definition costs the PA005 cause, not the scan
+                self.strings[action] = []
+        return self.strings[action]
+
+
+class Plan:
+    """The plan stage: `run` puts each flow in scope, planned, on `flows` (then closes it)."""
+
+    def __init__(self, api: FlowApi, db: StoreWriter, detector: Detector, engine: Any, key: bytes,
+                 options: CrawlOptions, scan_id: str, stats: CrawlStats, rec: Recorder):
+        self.api, self.db, self.detector, self.engine, self.key = api, db, detector, engine, key
+        self.opt, self.scan_id, self.stats, self.rec = options, scan_id, stats, rec
+        self.flow_listing_failed = False
+        self.flows_seen: dict[str, str] = {}  # lower(id or display name) -> "name (id)", for --flow errors
+        self.slots = asyncio.Semaphore(FLOWS_PLANNED_AT_ONCE)
+
+    async def run(self, flows: Closable) -> None:
+        try:
+            await self._plan(flows)
+        finally:
+            flows.close()
+
+    async def _plan(self, flows: Closable) -> None:
         log.info("listing environments")
         try:
-            envs = await self.api.environments(on_rehome=self.rehomed(None))
+            envs = await self.api.environments(on_rehome=self.rec.rehomed(None))
         except FlowleaksHttpError as exc:
             if isinstance(exc, ApiError) and exc.status in (401, 403):  # the token, not one environment
                 raise TokenRejected(exc, self.api.audience, self.api.as_admin) from None
-            self.skip(None, None, None, None, None, exc.reason, f"listing environments: {exc}")
-            await self.flush(force=True)
-            return self.stats
+            self.rec.skip(None, None, None, None, None, exc.reason, f"listing environments: {exc}")
+            return
         wanted = {e.lower() for e in self.opt.environments}
         if wanted:
             found = {e.name.lower() for e in envs} | {(e.display_name or "").lower() for e in envs}
             for missing in sorted(wanted - found):
                 self.stats.unmatched_scope.append(f"--env {missing}")
-                self.skip(missing, None, None, None, None, "not found", "environment not listed by the API")
+                self.rec.skip(missing, None, None, None, None, "not found", "environment not listed by the API")
             if wanted - found:
                 self.stats.known_scope = sorted(f"{e.name} ({e.display_name})" if e.display_name else e.name
                                                 for e in envs)
@@ -106,12 +180,8 @@ class Planning:
         self.stats.environments_planned = len(envs)
         await self.db.write(Store.upsert_environments, [(e.name, e.display_name, e.location, e.is_default,
                                                           e.flow_endpoint, self.scan_id) for e in envs])
-        for env in envs:
-            await self.scan_environment(env.name)
+        await asyncio.gather(*(self.plan_environment(env.name, flows) for env in envs))
         self._check_scope(envs)
-        await self.flush(force=True)
-        self.detect_pool.shutdown(wait=True)
-        return self.stats
 
     def _check_scope(self, envs: list) -> None:
         """A scope that matches nothing is a typo, not a clean result; nothing listed is not clean either."""
@@ -123,20 +193,19 @@ class Planning:
             if missing:
                 self.stats.known_scope = sorted(set(self.flows_seen.values()))
         if envs and self.stats.flows_listed == 0 and not self.flow_listing_failed:
-            self.skip(None, None, None, None, None, "nothing in scope",
-                      "the API listed no flows: an identity in maker scope sees only its own flows; use "
-                      "--as-admin, and register the app as a Power Platform management app")
+            self.rec.skip(None, None, None, None, None, "nothing in scope",
+                          "the API listed no flows: an identity in maker scope sees only its own flows; use "
+                          "--as-admin, and register the app as a Power Platform management app")
         elif not envs and not self.stats.unmatched_scope:
-            self.skip(None, None, None, None, None, "nothing in scope",
-                      "the API listed no environments: check the identity's Power Platform access")
+            self.rec.skip(None, None, None, None, None, "nothing in scope",
+                          "the API listed no environments: check the identity's Power Platform access")
 
-    async def scan_environment(self, env: str) -> None:
+    async def plan_environment(self, env: str, flows: Closable) -> None:
         wanted = {f.lower() for f in self.opt.flows}
         tasks: list[asyncio.Task] = []
-        flow_slots = asyncio.Semaphore(8)
         log.info("listing flows of %s", env)
         try:
-            async for item in self.api.flows(env, on_rehome=self.rehomed(env)):
+            async for item in self.api.flows(env, on_rehome=self.rec.rehomed(env)):
                 flow_id = str(item.get("name"))
                 name = text(as_dict(item.get("properties")).get("displayName"))
                 self.stats.flows_listed += 1
@@ -150,24 +219,23 @@ class Planning:
                     self.stats.flows_other_shards += 1  # listed (scope checks see it), scanned elsewhere
                     continue
                 self.stats.flows_planned += 1
-                await flow_slots.acquire()
-                task = asyncio.create_task(self._flow_task(env, item, flow_slots))
-                tasks.append(task)
+                await self.slots.acquire()
+                tasks.append(asyncio.create_task(self._plan_flow(env, item, flows)))
         except FlowleaksHttpError as exc:
             self.flow_listing_failed = True
-            self.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
-        if tasks:
-            await asyncio.gather(*tasks)
-        self.stats.environments_scanned += 1
-        await self.flush(force=True)
-
-    async def _flow_task(self, env: str, item: dict, slots: asyncio.Semaphore) -> None:
-        try:
-            await self.scan_flow(env, item)
+            self.rec.skip(env, None, None, None, None, exc.reason, f"listing flows: {exc}")
         finally:
-            slots.release()
+            if tasks:  # a failed listing still hands on the flows it planned (or their error)
+                await asyncio.gather(*tasks)
+        self.stats.environments_scanned += 1  # listed, and every flow of it handed on
 
-    async def scan_flow(self, env: str, item: dict) -> None:
+    async def _plan_flow(self, env: str, item: dict, flows: Closable) -> None:
+        try:  # the slot is held until the flow is handed on: the plan never runs far ahead of the runs
+            await flows.put(await self.plan_flow(env, item))
+        finally:
+            self.slots.release()
+
+    async def plan_flow(self, env: str, item: dict) -> FlowContext:
         flow_id = str(item.get("name"))
         props = as_dict(item.get("properties"))
         ctx = FlowContext(env, flow_id, props.get("displayName"), None, {})
@@ -179,14 +247,8 @@ class Planning:
         else:
             ctx.props = props
             await self.db.write(Store.touch_flow, env, flow_id, self.scan_id)
-        ok = await self.scan_runs(ctx)
-        if ok:
-            await self.resolve_gone(ctx)
-        if ok and not self.flow_blocking.get((env, flow_id)):
-            self.stats.flows_scanned += 1
-            if self.opt.incremental:
-                self.batch.watermarks.append((env, flow_id, ctx.newest_start, sorted(ctx.running),
-                                              self.scan_id))
+        ctx.run_window = await self.run_window(ctx)
+        return ctx
 
     async def load_definition(self, ctx: FlowContext, props: dict) -> None:
         """Read the flow with its definition, store the flow row, and run the posture rules on it."""
@@ -198,14 +260,14 @@ class Planning:
             full = await self.api.get_flow(env, flow_id)
             props = {**props, **(full.get("properties") or {})}
         except FlowleaksHttpError as exc:
-            self.skip(env, flow_id, None, None, "definition", exc.reason, f"reading flow: {exc}")
+            self.rec.skip(env, flow_id, None, None, "definition", exc.reason, f"reading flow: {exc}")
         definition = props.get("definition")
         ctx.definition = definition if isinstance(definition, dict) else None
         # Odd parts are recorded (flow named, JSON path) and ignored by the readers; the flow's runs
         # are still scanned and the sweep goes on.
         for problem in defn.problems(definition) if definition is not None else ():
-            self.skip(env, flow_id, None, None, "definition", "definition unreadable",
-                      f"{ctx.display_name or flow_id}: {problem}")
+            self.rec.skip(env, flow_id, None, None, "definition", "definition unreadable",
+                          f"{ctx.display_name or flow_id}: {problem}")
         ctx.action_types = defn.action_types(ctx.definition) if ctx.definition else {}
         ctx.sources = secret_sources(ctx.definition) if ctx.definition else {}
         ctx.secured = defn.secured_sides(ctx.definition) if ctx.definition else {}
@@ -223,42 +285,12 @@ class Planning:
             "scan_id": self.scan_id}])
         if d:
             try:
-                found = await asyncio.get_running_loop().run_in_executor(
-                    self.detect_pool, lambda: analyze_definition(
-                        d, flow_name=ctx.display_name or flow_id, engine=self.engine, key=self.key))
+                found = await self.detector.run_here(functools.partial(
+                    analyze_definition, d, flow_name=ctx.display_name or flow_id, engine=self.engine, key=self.key))
             except Exception as exc:  # noqa: BLE001 - one odd definition must not stop the sweep
-                self.skip(env, flow_id, None, None, "definition", "posture error", describe(exc))
+                self.rec.skip(env, flow_id, None, None, "definition", "posture error", describe(exc))
             else:
-                self.add_posture(ctx, found)
-
-    def cause(self, ctx: FlowContext, action: str, side: str, fp: str | None, literal: str | None = None,
-              detected: bool = False):
-        """The posture cause of a secret seen in `action`'s `side`, memoised per flow.
-
-        Right after detection (`detected`), `literal` says where the value is typed into the action
-        (posture.literal_path, computed where the secret was: PA005/PA004) or None (it arrived at run
-        time); the answer is kept under the secret's fingerprint, so a body reused from the content
-        cache still gets the precise cause."""
-        if ctx.definition is None:
-            return None
-        key = (action, side, fp) if detected or (action, side, fp) in ctx.causes else (action, side)
-        if key not in ctx.causes:
-            try:
-                ctx.causes[key] = explain(ctx.definition, action, side, literal=literal)
-            except Exception:  # noqa: BLE001 - no cause is better than no finding
-                ctx.causes[key] = None
-        return ctx.causes[key]
-
-    def action_strings(self, ctx: FlowContext, action: str) -> list:
-        """The action's strings, for telling a typed value from a run-time one where detection runs."""
-        if ctx.definition is None:
-            return []
-        if action not in ctx.strings:
-            try:
-                ctx.strings[action] = action_strings(ctx.definition, action)
-            except Exception:  # noqa: BLE001 - an odd definition costs the PA005 cause, not the scan
-                ctx.strings[action] = []
-        return ctx.strings[action]
+                self.rec.add_posture(ctx, found)
 
     async def run_window(self, ctx: FlowContext) -> RunWindow:
         """The flow's run window (sets `ctx.newest_start` to the watermark; runs read may advance it)."""

@@ -1,28 +1,35 @@
-"""Recording, a part of the crawl (scanner/pipeline/crawl.py): skips, findings and rows go into the
-batch, which `flush` queues to the one writer thread (writer.py, Store.write_batch: one transaction
-each); run findings whose run the API no longer serves are resolved, on that thread too.
+"""The record stage's front: skips, findings and rows go into the batch, which `flush` queues to the
+one writer thread (writer.py, Store.write_batch: one transaction each). Every stage reports its
+skips here; a run's rows land when the content stage is done with it (`run_done`), and a finished
+flow's gone runs are resolved and its watermark advanced in the writer's order (runs.py:
+finish_flow), after the batch rows of its runs.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable
 
 from detectors.base import fingerprint
 
-from scanner.net.errors import ApiError, FlowleaksHttpError
-from scanner.pipeline.plan import FlowContext
+from scanner.api.flow_api import as_dict, parse_api_time, text
 from scanner.redact import redact_text
 from scanner.skip_reasons import NON_BLOCKING_SKIPS
 from scanner.store import lifecycle
 from scanner.store.database import Batch, Store, finding_id, utcnow
+from scanner.store.suppressions import ActiveSuppressions
 
 if TYPE_CHECKING:
+    from scanner.pipeline.content import RunResult
+    from scanner.pipeline.crawl import CrawlOptions, CrawlStats
     from scanner.pipeline.detection import ContentResult
+    from scanner.pipeline.plan import FlowContext
     from scanner.pipeline.runs import ContentUnit
+    from scanner.pipeline.writer import StoreWriter
 
 log = logging.getLogger("flowleaks.crawl")
+BATCH_ROWS = 5000  # rows of any kind that flush a batch before its `batch_runs` runs are in
 
 
 def count_skip(skipped: Counter, reason: str, detail: str) -> tuple[bool, str]:
@@ -33,8 +40,23 @@ def count_skip(skipped: Counter, reason: str, detail: str) -> tuple[bool, str]:
     return reason not in NON_BLOCKING_SKIPS, redact_text(detail)[:500]
 
 
-class Recording:
-    """The crawl's recording methods (state: Crawl.__init__)."""
+class Recorder:
+    """The batch being filled, the suppressions findings are checked against, and the flows whose
+    watermark must not advance (blocking skips)."""
+
+    def __init__(self, db: StoreWriter, key: bytes, options: CrawlOptions, scan_id: str, stats: CrawlStats,
+                 on_progress: Callable[[], None]):
+        self.db, self.key, self.opt, self.scan_id, self.stats = db, key, options, scan_id, stats
+        self.on_progress = on_progress
+        self.batch = Batch.empty()
+        self.batch_runs = 0
+        self.suppressed: ActiveSuppressions | None = None  # read through the writer: `prepare`
+        self.flow_blocking: dict[tuple, int] = {}  # (env, flow) -> blocking skips: no watermark advance
+
+    async def prepare(self) -> None:
+        """What is read before anything is recorded (findings take their suppression status)."""
+        if self.suppressed is None:
+            self.suppressed = await self.db.run(ActiveSuppressions.load)
 
     # -- skips and findings --------------------------------------------------------------------
 
@@ -70,7 +92,7 @@ class Recording:
             if fid in seen:
                 continue
             seen.add(fid)
-            c = self.cause(ctx, unit.action, unit.side, fp)
+            c = ctx.cause(unit.action, unit.side, fp)
             cause, remediation = (f"{c.rule_id} on '{c.action}'", c.remediation) if c else (None, None)
             self.batch.findings.append((
                 fid, self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action, unit.repetition,
@@ -85,12 +107,42 @@ class Recording:
             self.batch.filtered.append((self.scan_id, ctx.environment, ctx.flow_id, run_id, unit.action,
                                         unit.side, d.json_path, d.rule_id, d.filter, now))
 
+    def add_content_result(self, key: str, engine_version: str, result: ContentResult) -> None:
+        """A scanned body's redacted result, kept for the next scan that sees the same body."""
+        self.batch.content.append((key, engine_version, result.to_json(), utcnow()))
+
+    def add_run(self, done: RunResult) -> None:
+        """A run the content stage is done with: its row and its actions' rows."""
+        ctx, props = done.ctx, done.props
+        env, flow, run_id = ctx.environment, ctx.flow_id, done.run_id
+        self.batch.actions.extend((env, flow, run_id, *m, self.scan_id) for m in done.meta)
+        self.batch.runs.append((env, flow, run_id, done.run_start, parse_api_time(props.get("endTime")),
+                                props.get("status"), self.scan_id, as_dict(props.get("trigger")).get("name"),
+                                len(done.meta), done.scanned, done.skipped, utcnow()))
+        self.stats.runs_scanned += 1
+        raw_start = text(props.get("startTime")).rstrip("Z")
+        if raw_start and (ctx.newest_start is None or raw_start > ctx.newest_start):
+            ctx.newest_start = raw_start
+        if props.get("status") in ("Running", "Waiting", "Paused", "Suspended"):
+            ctx.running.add(run_id)
+
+    async def run_ended(self) -> None:
+        """One more run is in the batch (or was given up): flush when the batch is full."""
+        self.batch_runs += 1
+        await self.flush()
+
     async def flush(self, force: bool = False) -> None:
-        if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > 5000:
+        if force or self.batch_runs >= self.opt.batch_runs or len(self.batch) > BATCH_ROWS:
             batch, self.batch, self.batch_runs = self.batch, Batch.empty(), 0
             # queued, not awaited: the loop goes on fetching while the writer stores it (bounded)
             await self.db.write(Store.write_batch, batch)
-            self.on_progress(self.stats, self.http)
+            self.on_progress()
+
+    def add_watermark(self, ctx: FlowContext) -> None:
+        self.batch.watermarks.append((ctx.environment, ctx.flow_id, ctx.newest_start, sorted(ctx.running),
+                                      self.scan_id))
+
+    # -- posture ---------------------------------------------------------------------------------
 
     def add_posture(self, ctx: FlowContext, found: list) -> None:
         """Posture findings: detector 'posture', run fields null; the ones no longer found are resolved."""
@@ -114,6 +166,8 @@ class Recording:
         """Environment-level posture findings (PA007 read from Dataverse): flow_id and run fields null,
         action = the variable's schema name, side 'definition'. With `resolve` (the read was complete),
         the environment's earlier PA007 findings not found now are resolved."""
+        from scanner.pipeline.plan import FlowContext
+
         ctx = FlowContext(environment, None, None, None, {})  # type: ignore[arg-type]
         before = len(self.batch.findings)
         self.add_posture(ctx, found)
@@ -123,28 +177,17 @@ class Recording:
             # in the writer's order: before the batch holding this read's findings is written
             self.db.enqueue(Store.resolve_environment_posture, environment, keep)
 
-    async def resolve_gone(self, ctx: FlowContext) -> None:
-        """Resolve run findings whose run the API no longer serves: not in this complete listing of the
-        window, or 404 when read. Findings of older runs outside the window are checked by reading the
-        run (the service's retention varies by plan: the clock alone never resolves anything)."""
-        env, flow = ctx.environment, ctx.flow_id
-        if ctx.window is not None:
-            low, high, exclusive = ctx.window
-            self.stats.resolved += await self.db.run(_resolve_unlisted, env, flow, low, high, sorted(ctx.listed),
-                                                     exclusive)
-            oldest = datetime.now(timezone.utc) - timedelta(days=lifecycle.RETENTION_DAYS)
-            before = min(low, oldest) if low is not None else oldest
-            for run_id in await self.db.run(_runs_to_probe, env, flow, before):
-                try:
-                    await self.api.get_run(env, flow, run_id)
-                except ApiError as exc:
-                    if exc.code == "WorkflowRunNotFound" or exc.status == 404:
-                        ctx.gone.append(run_id)
-                except FlowleaksHttpError:  # unknown: the finding stays open
-                    pass
-        if ctx.gone:
-            log.info("%s/%s: %d run(s) no longer served; their findings are resolved", env, flow, len(ctx.gone))
-            self.stats.resolved += await self.db.run(_resolve_runs, env, flow, ctx.gone)
+    # -- run findings whose run is gone (the lifecycle queries, on the writer thread) ------------
+
+    async def resolve_unlisted(self, env: str, flow: str, low: Any, high: Any, listed: list[str],
+                               exclusive: bool) -> int:
+        return await self.db.run(_resolve_unlisted, env, flow, low, high, listed, exclusive)
+
+    async def runs_to_probe(self, env: str, flow: str, before: datetime) -> list[str]:
+        return await self.db.run(_runs_to_probe, env, flow, before)
+
+    async def resolve_runs(self, env: str, flow: str, gone: list[str]) -> int:
+        return await self.db.run(_resolve_runs, env, flow, gone)
 
 
 # The lifecycle queries take the connection: these run on the writer thread, which owns it.

@@ -1,20 +1,30 @@
-"""Run reading, a part of the crawl (scanner/pipeline/crawl.py): list a flow's runs in its window,
-read each run (one `$expand` read when possible), and turn it into content units: one per side of
-each trigger, action and repetition execution, with its link (or why it has none).
+"""The read-runs stage: list each planned flow's runs in its window, read each run (one `$expand` read
+when possible, the actions list and loop repetitions when it is not), and turn it into content
+units: one per side of each trigger, action and repetition execution, with its link (or why it has
+none). Runs go on to the content stage (content.py) on a bounded queue; API requests are paced by
+the API pacer (scanner/net/pacer.py).
+
+A flow is finished once its listing ended and every run it listed has left the stages
+(`finish_flow`): then run findings whose run is gone are resolved and, when nothing blocked, its
+watermark advances, in the writer's order after its runs' rows.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from scanner.api.flow_api import as_dict, content_links, is_secured, parse_api_time, text
+from scanner.api.flow_api import FlowApi, as_dict, content_links, is_secured, text
 from scanner.net.errors import ApiError, FlowleaksHttpError
-from scanner.store.database import utcnow
+from scanner.pipeline.queues import Closable, drain, together
+from scanner.store import lifecycle
 
 if TYPE_CHECKING:
-    from scanner.pipeline.plan import FlowContext
+    from scanner.pipeline.crawl import CrawlOptions, CrawlStats
+    from scanner.pipeline.plan import FlowContext, Plan
+    from scanner.pipeline.record import Recorder
 
 log = logging.getLogger("flowleaks.crawl")
 
@@ -23,6 +33,8 @@ NO_CONTENT_TYPES = frozenset({"recurrence"})
 NOT_RUN_STATUSES = frozenset({"skipped", "running", "waiting", "paused", "suspended"})
 # Definition action types that have no content links of their own in run history.
 CONTAINER_TYPES = frozenset({"scope", "if", "switch", "foreach", "until", "terminate"})
+FLOWS_LISTED_AT_ONCE = 8   # flows whose runs are being listed at the same time
+RUN_READERS = 32           # run reads in progress (the API slots bound the requests themselves)
 
 
 @dataclass
@@ -35,6 +47,24 @@ class ContentUnit:
     sibling: bool = False       # the other side of the same action execution has a readable link
 
 
+@dataclass
+class RunToRead:
+    """A run the listing returned (or a run still Running last time, by name): the read-runs input."""
+    ctx: FlowContext
+    listed: dict
+
+
+@dataclass
+class RunRead:
+    """A run, read: what the content stage takes."""
+    ctx: FlowContext
+    run_id: str
+    listed: dict
+    run: dict
+    units: list[ContentUnit]
+    meta: list[tuple] = field(default_factory=list)  # one row per action execution (the actions table)
+
+
 def units_of(name: str, repetition: str | None, prefix: str, props: dict) -> list[ContentUnit]:
     """The two sides of one trigger/action/repetition execution, as the API showed them."""
     links = content_links(props)
@@ -44,102 +74,89 @@ def units_of(name: str, repetition: str | None, prefix: str, props: dict) -> lis
             for io, link in links.items()]
 
 
-class RunReading:
-    """The crawl's run-reading methods (state: Crawl.__init__)."""
+class ReadRuns:
+    """The read-runs stage: `run` takes planned flows from `flows` and puts read runs on `runs`."""
 
-    async def scan_runs(self, ctx: FlowContext) -> bool:
-        """List the flow's runs (window, or after the watermark) and scan each; False if listing failed."""
-        env, flow_id = ctx.environment, ctx.flow_id
-        window = await self.run_window(ctx)
-        tasks: list[asyncio.Task] = []
+    def __init__(self, api: FlowApi, plan: Plan, options: CrawlOptions, stats: CrawlStats, rec: Recorder):
+        self.api, self.plan, self.opt, self.stats, self.rec = api, plan, options, stats, rec
+        self.finishing: list[asyncio.Task] = []
+
+    async def run(self, flows: Closable[FlowContext], runs: Closable[RunRead]) -> None:
+        to_read: Closable[RunToRead] = Closable(self.opt.max_runs_in_flight)
+
+        async def list_all() -> None:
+            try:
+                await drain(flows, FLOWS_LISTED_AT_ONCE, lambda ctx: self.list_runs(ctx, to_read))
+            finally:
+                to_read.close()
+
+        try:
+            await together(list_all(), drain(to_read, RUN_READERS, lambda r: self.read(r, runs)))
+            # every run is handed on; the flows finish as the content stage gets through their runs
+            await together(*self.finishing)
+        finally:
+            for task in self.finishing:  # after a failure elsewhere: none is left waiting
+                task.cancel()
+            runs.close()
+
+    async def list_runs(self, ctx: FlowContext, to_read: Closable[RunToRead]) -> None:
+        """List the flow's runs (window, or after the watermark) and hand each on."""
+        env, flow_id, window = ctx.environment, ctx.flow_id, ctx.run_window
         ok = True
 
         async def submit(run: dict) -> None:
             if not ctx.loaded:  # new runs to explain: an unchanged flow's definition is read now
-                await self.load_definition(ctx, ctx.props)
+                await self.plan.load_definition(ctx, ctx.props)
             self.stats.runs_planned += 1
-            await self.run_slots.acquire()
-            tasks.append(asyncio.create_task(self._run_task(ctx, run)))
+            ctx.run_started()
+            await to_read.put(RunToRead(ctx, run))
 
-        listed = ctx.listed
         log.debug("listing runs of %s/%s (%s)", env, flow_id, window.filter)
         try:
-            async for page in self.api.runs(env, flow_id, window.filter, on_rehome=self.rehomed(env, flow_id)):
+            async for page in self.api.runs(env, flow_id, window.filter, on_rehome=self.rec.rehomed(env, flow_id)):
                 for run in page:
                     if not window.wanted(run):
                         self.stats.outside_window += 1
                         continue
-                    listed.add(str(run.get("name")))
+                    ctx.listed.add(str(run.get("name")))
                     await submit(run)
-                # drop finished tasks so a 50,000-run flow doesn't keep 50,000 task objects
-                tasks = [t for t in tasks if not t.done()]
             for run_id in window.running:  # runs still Running last time: read them again by name
-                if run_id not in listed:
+                if run_id not in ctx.listed:
                     await submit({"name": run_id})
         except FlowleaksHttpError as exc:
             ok = False
-            self.skip(env, flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
-        if tasks:
-            await asyncio.gather(*tasks)
+            self.rec.skip(env, flow_id, None, None, None, exc.reason, f"listing runs: {exc}")
         if ok and not window.status:  # a status filter lists only some runs: absence proves nothing then
             ctx.window = window.span()
-        return ok
+        ctx.listing_ended()
+        self.finishing.append(asyncio.create_task(self.finish_flow(ctx, ok)))
 
-    async def _run_task(self, ctx: FlowContext, run: dict) -> None:
-        try:
-            await self.scan_run(ctx, run)
-        except FlowleaksHttpError as exc:
-            self.skip(ctx.environment, ctx.flow_id, str(run.get("name")), None, None, exc.reason, str(exc))
-        finally:
-            self.run_slots.release()
-        self.batch_runs += 1
-        await self.flush()
-
-    async def scan_run(self, ctx: FlowContext, listed: dict) -> None:
+    async def read(self, item: RunToRead, runs: Closable[RunRead]) -> None:
+        ctx, listed = item.ctx, item.listed
         env, flow, run_id = ctx.environment, ctx.flow_id, str(listed.get("name"))
         try:
-            run = await self.api.get_run(env, flow, run_id)
-        except ApiError as exc:
-            if exc.code == "WorkflowRunNotFound" or exc.status == 404:
-                self.skip(env, flow, run_id, None, None, "gone", str(exc))
-                ctx.gone.append(run_id)
-                return
-            raise
-        meta: list[tuple] = []
-        units = await self.collect_units(ctx, run_id, run, meta)
-        props = as_dict(run.get("properties")) or as_dict(listed.get("properties"))
-        run_start = parse_api_time(props.get("startTime"))
-        refreshed: dict[tuple, Any] | None = None
-        scanned = skipped = 0
-        stored = await self.stored_results(ctx, units)  # the run's cached results, in one query
-        for unit in units:
-            if await self.scan_unit(ctx, run_id, run_start, unit, stored=stored):
-                scanned += 1
-                continue
-            if refreshed is None:  # an expired link: re-read the run once for fresh links
-                again = await self.api.get_run(env, flow, run_id)
-                refreshed = {(u.action, u.repetition, u.side): u
-                             for u in await self.collect_units(ctx, run_id, again)}
-            fresh = refreshed.get((unit.action, unit.repetition, unit.side))
-            if fresh is None or fresh.link is None:  # the re-read run lacks it: still the expired link
-                self.skip(env, flow, run_id, unit.action, unit.side, "expired",
-                          "content link expired and the re-read run has no fresh link", unit.repetition)
-                skipped += 1
-                continue
-            if await self.scan_unit(ctx, run_id, run_start, fresh, last_try=True):
-                scanned += 1
-            else:
-                skipped += 1
-        self.batch.actions.extend((env, flow, run_id, *m, self.scan_id) for m in meta)
-        self.batch.runs.append((env, flow, run_id, run_start, parse_api_time(props.get("endTime")),
-                                props.get("status"), self.scan_id, as_dict(props.get("trigger")).get("name"),
-                                len(meta), scanned, skipped, utcnow()))
-        self.stats.runs_scanned += 1
-        raw_start = text(props.get("startTime")).rstrip("Z")
-        if raw_start and (ctx.newest_start is None or raw_start > ctx.newest_start):
-            ctx.newest_start = raw_start
-        if props.get("status") in ("Running", "Waiting", "Paused", "Suspended"):
-            ctx.running.add(run_id)
+            try:
+                run = await self.api.get_run(env, flow, run_id)
+            except ApiError as exc:
+                if exc.code == "WorkflowRunNotFound" or exc.status == 404:
+                    self.rec.skip(env, flow, run_id, None, None, "gone", str(exc))
+                    ctx.gone.append(run_id)
+                    await self.rec.run_ended()
+                    ctx.run_ended()
+                    return
+                raise
+            meta: list[tuple] = []
+            units = await self.collect_units(ctx, run_id, run, meta)
+        except FlowleaksHttpError as exc:
+            self.rec.skip(env, flow, run_id, None, None, exc.reason, str(exc))
+            await self.rec.run_ended()
+            ctx.run_ended()
+            return
+        await runs.put(RunRead(ctx, run_id, listed, run, units, meta))
+
+    async def reread_units(self, ctx: FlowContext, run_id: str) -> list[ContentUnit]:
+        """The run read again, for fresh content links (the content stage asks when one expired)."""
+        return await self.collect_units(ctx, run_id, await self.api.get_run(ctx.environment, ctx.flow_id, run_id))
 
     async def collect_units(self, ctx: FlowContext, run_id: str, run: dict,
                             meta: list[tuple] | None = None) -> list[ContentUnit]:
@@ -165,7 +182,7 @@ class RunReading:
         if not actions or missing:
             # $expand gave no actions or left links out: the actions list has them (one paged call).
             listed = await self.api.actions(ctx.environment, ctx.flow_id, run_id,
-                                            on_rehome=self.rehomed(ctx.environment, ctx.flow_id, run_id))
+                                            on_rehome=self.rec.rehomed(ctx.environment, ctx.flow_id, run_id))
             for item in listed:
                 name = str(item.get("name"))
                 if name in actions and name not in missing:
@@ -188,10 +205,10 @@ class RunReading:
                 try:
                     reps = await self.api.repetitions(
                         ctx.environment, ctx.flow_id, run_id, name,
-                        on_rehome=self.rehomed(ctx.environment, ctx.flow_id, run_id, name))
+                        on_rehome=self.rec.rehomed(ctx.environment, ctx.flow_id, run_id, name))
                 except FlowleaksHttpError as exc:  # this loop's iterations are lost, not the run's other actions
-                    self.skip(ctx.environment, ctx.flow_id, run_id, name, "action_inputs", exc.reason,
-                              f"listing repetitions: {exc}")
+                    self.rec.skip(ctx.environment, ctx.flow_id, run_id, name, "action_inputs", exc.reason,
+                                  f"listing repetitions: {exc}")
                     continue
                 if reps:
                     for rep in reps:
@@ -205,18 +222,36 @@ class RunReading:
             units.extend(units_of(name, None, "action", action))
         return units
 
-    def missing_link(self, ctx: FlowContext, run_id: str, unit: ContentUnit) -> None:
-        """Record a side without a link for what it is: secured by the definition, not run (yet), a side
-        the action has no content on, or a link the API should have given and did not (blocking)."""
-        io = unit.side.rsplit("_", 1)[1]
-        if io in ctx.secured.get(unit.action, frozenset()):
-            reason, detail = "secured", "no link; the definition secures it"
-        elif unit.status in NOT_RUN_STATUSES:
-            reason, detail = "not run", f"status {unit.status}"
-        elif unit.sibling:
-            reason, detail = "no content", f"no {io}Link beside a readable link"
-        elif ctx.action_types.get(unit.action, "").lower() in NO_CONTENT_TYPES:
-            reason, detail = "no content", f"a {ctx.action_types[unit.action]} has no content"
-        else:
-            reason, detail = "no link", f"the {unit.status or 'unknown'} execution has no {io}Link and is not secured"
-        self.skip(ctx.environment, ctx.flow_id, run_id, unit.action, unit.side, reason, detail, unit.repetition)
+    async def finish_flow(self, ctx: FlowContext, listed_ok: bool) -> None:
+        """Once every run of the flow has left the stages: resolve run findings whose run is gone and,
+        when the listing was complete and nothing blocked, advance the watermark."""
+        await ctx.finished.wait()
+        if listed_ok:
+            await self.resolve_gone(ctx)
+        if listed_ok and not self.rec.flow_blocking.get((ctx.environment, ctx.flow_id)):
+            self.stats.flows_scanned += 1
+            if self.opt.incremental:
+                self.rec.add_watermark(ctx)
+
+    async def resolve_gone(self, ctx: FlowContext) -> None:
+        """Resolve run findings whose run the API no longer serves: not in this complete listing of the
+        window, or 404 when read. Findings of older runs outside the window are checked by reading the
+        run (the service's retention varies by plan: the clock alone never resolves anything)."""
+        env, flow = ctx.environment, ctx.flow_id
+        if ctx.window is not None:
+            low, high, exclusive = ctx.window
+            self.stats.resolved += await self.rec.resolve_unlisted(env, flow, low, high, sorted(ctx.listed),
+                                                                   exclusive)
+            oldest = datetime.now(timezone.utc) - timedelta(days=lifecycle.RETENTION_DAYS)
+            before = min(low, oldest) if low is not None else oldest
+            for run_id in await self.rec.runs_to_probe(env, flow, before):
+                try:
+                    await self.api.get_run(env, flow, run_id)
+                except ApiError as exc:
+                    if exc.code == "WorkflowRunNotFound" or exc.status == 404:
+                        ctx.gone.append(run_id)
+                except FlowleaksHttpError:  # unknown: the finding stays open
+                    pass
+        if ctx.gone:
+            log.info("%s/%s: %d run(s) no longer served; their findings are resolved", env, flow, len(ctx.gone))
+            self.stats.resolved += await self.rec.resolve_runs(env, flow, ctx.gone)

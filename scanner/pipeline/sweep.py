@@ -286,6 +286,7 @@ def write_summary_json(path: str, outcome: Outcome) -> None:
         "flows": {"planned": s.flows_planned, "scanned": s.flows_scanned},
         "runs": {"planned": s.runs_planned, "scanned": s.runs_scanned},
         "content": {"fetched": s.content_fetched, "reused": s.content_reused},
+        "detection": s.detection,  # counts: bodies, worker processes used, batches where they ran
         "skipped": dict(s.skipped), **{k: v for k, v in outcome.http.items()},
         "notes": list(outcome.notes),  # counts and sources only (known values are never echoed)
         "shard": outcome.shard.as_param() if outcome.shard is not None else None,

@@ -1,11 +1,12 @@
 """`flowleaks sweep` end to end: the real CLI against the loopback fake, checked against ground truth."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
 from tests.e2e.conftest import cli_env, flowleaks, plant_fingerprints, rows
-from tests.fakeapi import FakeFlowApi, Faults
+from tests.fakeapi import FakeFlowApi, Faults, Tenant
 
 
 def sweep(api, db: Path, *extra: str):
@@ -128,19 +129,27 @@ def test_runs_outside_the_window_are_not_scanned_even_if_the_server_ignores_the_
     assert rows(db, "SELECT count(*) FROM runs")[0][0] > 0
 
 
-def test_detection_in_worker_processes_finds_what_the_detector_thread_finds(tenant, tmp_path):
-    """--jobs 2 detects in two worker processes (results leave them redacted; whether a value is typed
-    into the action, PA005, is decided there too); --jobs 1 in the scanning process: the same rows."""
+def test_detection_in_worker_processes_finds_what_the_detector_thread_finds(tmp_path):
+    """--jobs 2 detects in two worker processes once the crawl is big enough to pay for them (results
+    leave them redacted; whether a value is typed into the action, PA005, is decided there too);
+    --jobs 1 in the scanning process: the same rows. The tenant is big enough (880 runs, ~3,900
+    bodies) to pass the pool's threshold (detection.POOL_AFTER) well before its end: the workers really run."""
     cols = ("finding_id, rule_id, detector, fingerprint, preview, secret_length, json_path, cause, "
             "remediation, status, confidence, known_secret")
-    out = {}
-    with FakeFlowApi(tenant) as api:
+    out, detection = {}, {}
+    big = Tenant.generate(seed=11, environments=2, flows_per_env=10, runs_per_flow=44)
+    with FakeFlowApi(big) as api:
         for jobs in ("1", "2"):
-            db = tmp_path / f"j{jobs}.duckdb"
-            r = flowleaks("sweep", "--as-admin", "--quiet", "--jobs", jobs, env=cli_env(api, db))
+            db, summary = tmp_path / f"j{jobs}.duckdb", tmp_path / f"j{jobs}.json"
+            r = flowleaks("sweep", "--as-admin", "--quiet", "--jobs", jobs, "--summary-json", str(summary),
+                          env=cli_env(api, db))
             assert r.code == 1, r.stderr
             out[jobs] = rows(db, f"SELECT {cols} FROM findings ORDER BY finding_id")
+            detection[jobs] = json.loads(summary.read_text())["detection"]
             assert rows(db, "SELECT complete FROM scans") == [(True,)]
     assert out["1"] == out["2"]
     assert any(r[7] and r[7].startswith("PA005") for r in out["2"]), "the tenant has a typed-in secret"
     assert len(out["2"]) > 20
+    assert detection["1"]["workers"] == 0 and detection["1"]["batches_in_workers"] == 0, detection
+    assert detection["2"]["workers"] == 2 and detection["2"]["batches_in_workers"] > 0, detection
+    assert detection["2"]["bodies"] == detection["1"]["bodies"] > 3000, detection

@@ -101,20 +101,23 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SINCE = (NOW - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S")
 UNTIL = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
 
-# Run the CLI with Crawl._detect failing after `after` payloads, with an exception whose text quotes
-# the payload (planted secrets) and the access token: what a careless error path would print.
+# Run the CLI with the in-process detection (Detector._detect_here) failing after `after` payloads,
+# with an exception whose text quotes the payload (planted secrets) and the access token: what a
+# careless error path would print. FLOWLEAKS_JOBS=1 keeps every body on that path (worker processes
+# would not see the patch; these tenants are too small to start them anyway).
 INJECT = r'''
 import os, sys
-import scanner.pipeline.crawl as crawl
-_orig = crawl.Crawl._detect
+import scanner.pipeline.detection as detection
+_orig = detection.Detector._detect_here
 _calls = [0]
-def _detect(self, body, *a, **k):
+def _detect_here(self, body, *a, **k):
     _calls[0] += 1
     if _calls[0] > int(os.environ["HARDENING_FAIL_AFTER"]):
         raise RuntimeError("boom scanning " + body.decode("utf-8", "replace")
                            + " with token " + os.environ.get("FLOWLEAKS_ACCESS_TOKEN", ""))
     return _orig(self, body, *a, **k)
-crawl.Crawl._detect = _detect
+detection.Detector._detect_here = _detect_here
+os.environ["FLOWLEAKS_JOBS"] = "1"
 from scanner.cli.main import main
 sys.argv = ["flowleaks"] + sys.argv[1:]
 main()
