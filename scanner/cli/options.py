@@ -50,7 +50,7 @@ def connection_options(f: Callable) -> Callable:
         click.option("--content-concurrency", type=click.IntRange(1, 256), envvar="FLOWLEAKS_CONTENT_CONCURRENCY",
                      show_envvar=True,
                      help="Content downloads in flight at most, in slots of their own so a throttled API "
-                          "never holds them up [default: as --concurrency]."),
+                          "never holds them up [default: twice --concurrency]."),
         click.option("--max-content-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
                      envvar="FLOWLEAKS_MAX_CONTENT_MB", show_envvar=True,
                      help="Largest content body to download; bigger ones are recorded as 'too large'."),

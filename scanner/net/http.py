@@ -39,7 +39,6 @@ from scanner.net.errors import (HostNotAllowed, RedirectRefused, RetryableStatus
 from scanner.net.pacer import Pacer, parse_retry_after
 from scanner.net.proxy import proxy_bypassed, proxy_mounts, ssl_context
 from scanner.net.stats import HttpStats, log_request
-from scanner.net.transport import Transport
 from scanner.redact import redact_url
 
 log = logging.getLogger("flowleaks.http")
@@ -70,8 +69,10 @@ class HttpClient:
         # proxy and CA bundle are passed explicitly instead (see HttpConfig).
         verify: Any = ssl_context(config.ca_bundle) if config.ca_bundle else True
         mounts = proxy_mounts(config, verify, limits) if transport is None else None
-        if transport is None:
-            transport = Transport(limits, verify)  # scanner/net/transport.py: why not httpcore's pool
+        if transport is None:  # scanner/net/transport.py: why not httpcore's pool
+            from scanner.net.transport import Transport  # aiohttp costs ~80 ms to import: only when used
+
+            transport = Transport(limits, verify)
         self.client = httpx.AsyncClient(follow_redirects=False, timeout=timeout, limits=limits,
                                         transport=transport, headers={"User-Agent": USER_AGENT},
                                         trust_env=False, verify=verify, mounts=mounts)
