@@ -17,7 +17,7 @@ from scanner.net.stats import HttpStats
 log = logging.getLogger("flowleaks.http")
 
 BLOCK_AFTER_STRIKES = 3  # Retry-Afters over the cap in a row before a service is failed fast
-CUT = 0.8          # a 429 window sets the rate to this share of what the service accepted
+CUT = 0.9          # a 429 window sets the rate to this share of what the service accepted
 RAISE_PER_S = 1.0  # then the rate grows back by this many req/s per second of traffic
 MIN_RATE = 4.0  # req/s: the AIMD floor, so one unlucky 429 on a small sweep doesn't crawl at 1 req/s
 
@@ -40,9 +40,9 @@ def parse_retry_after(value: str | None) -> float | None:
 class Pacer:
     """Shared rate control for one service: a pause on 429 for everyone, and AIMD pacing.
 
-    Starts unpaced. A 429 sets the rate to 80% of what the service actually accepted over the last
-    two seconds (successes, not attempts: attempts overshoot most when we are furthest over the
-    limit); each success adds a little back (about +1 req/s per second of traffic), and each new
+    Starts unpaced. A 429 sets the rate to 90% of what the service actually accepted over the last
+    two seconds of traffic (successes, not attempts: attempts overshoot most when we are furthest
+    over the limit; and not the last pause, when nothing was sent); each success adds a little back (about +1 req/s per second of traffic), and each new
     429 window cuts again. This settles just under the server's limit without knowing it
     (benchmarks/crawl.py measures how close, and how many 429s it costs).
     """
@@ -60,6 +60,7 @@ class Pacer:
         self.ok: deque[float] = deque()  # times of recent successes
         self.first_ok = 0.0
         self.last_cut = 0.0
+        self.resumed = 0.0  # when the last pause ended: the accepted rate is counted from there
         self.lock = asyncio.Lock()
 
     async def wait_turn(self) -> None:
@@ -100,14 +101,18 @@ class Pacer:
 
     def on_throttle(self, retry_after: float | None) -> None:
         now = time.monotonic()
+        if self.pause_until <= now:
+            self.resumed = self.pause_until
         if retry_after:
             self.pause_until = max(self.pause_until, now + retry_after)
         if now - self.last_cut < 1.0:  # the 429s of one burst cut once, not once per in-flight request
             return
         self.last_cut = now
-        # over the last WINDOW seconds, or since the first success if the scan is younger than that
-        span = max(0.5, min(self.WINDOW, now - self.first_ok)) if self.first_ok else self.WINDOW
-        accepted = sum(1 for t in self.ok if t >= now - self.WINDOW) / span
+        # over the last WINDOW seconds of traffic: not before the first success, nor inside the last
+        # pause (nothing was sent then: counting it would take the service for slower than it is)
+        since = max(now - self.WINDOW, self.first_ok or now - self.WINDOW, self.resumed)
+        span = max(0.5, now - since)
+        accepted = sum(1 for t in self.ok if t >= since) / span
         before = self.rate
         self.rate = max(MIN_RATE, min(self.rate or accepted, accepted) * CUT)
         log.info("%s throttled (429): rate %s -> %.1f req/s, every %s request paused %.1fs",
