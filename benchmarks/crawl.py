@@ -59,6 +59,11 @@ def report(name: str, m: Measured, kinds: dict, limits: dict) -> None:
         rate = content / m.wall_s
         print(f"  achieved content rate    {rate:.1f} req/s = {rate / limits['content_rate_limit_rps']:.2f} "
               f"of the allowed rate")
+    if limits:
+        # the shortest time the limits allow for these request counts, over the time taken
+        floor = max(api / limits.get("rate_limit_rps", float("inf")),
+                    content / limits.get("content_rate_limit_rps", float("inf")))
+        print(f"  achieved / allowed       {floor / m.wall_s:.2f} (the limits allow these requests in {floor:.1f} s)")
     print(f"  peak RSS                 {m.peak_rss_mb:.0f} MB")
 
 
