@@ -79,7 +79,10 @@ class ReadRuns:
 
     def __init__(self, api: FlowApi, plan: Plan, options: CrawlOptions, stats: CrawlStats, rec: Recorder):
         self.api, self.plan, self.opt, self.stats, self.rec = api, plan, options, stats, rec
-        self.finishing: list[asyncio.Task] = []
+        # flows waiting for their last runs: a finished one is dropped at once, so a tenant of many
+        # flows never holds their definitions and run lists to the end
+        self.finishing: set[asyncio.Task] = set()
+        self.finish_failed: BaseException | None = None
 
     async def run(self, flows: Closable[FlowContext], runs: Closable[RunRead]) -> None:
         to_read: Closable[RunToRead] = Closable(self.opt.max_runs_in_flight)
@@ -94,8 +97,10 @@ class ReadRuns:
             await together(list_all(), drain(to_read, RUN_READERS, lambda r: self.read(r, runs)))
             # every run is handed on; the flows finish as the content stage gets through their runs
             await together(*self.finishing)
+            if self.finish_failed is not None:
+                raise self.finish_failed
         finally:
-            for task in self.finishing:  # after a failure elsewhere: none is left waiting
+            for task in list(self.finishing):  # after a failure elsewhere: none is left waiting
                 task.cancel()
             runs.close()
 
@@ -129,7 +134,14 @@ class ReadRuns:
         if ok and not window.status:  # a status filter lists only some runs: absence proves nothing then
             ctx.window = window.span()
         ctx.listing_ended()
-        self.finishing.append(asyncio.create_task(self.finish_flow(ctx, ok)))
+        task = asyncio.create_task(self.finish_flow(ctx, ok))
+        self.finishing.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.finishing.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.finish_failed is None:
+            self.finish_failed = task.exception()
 
     async def read(self, item: RunToRead, runs: Closable[RunRead]) -> None:
         ctx, listed = item.ctx, item.listed
