@@ -23,10 +23,10 @@ OUT = ROOT / "demo-output"
 QUERIES = [
     ("Open findings by flow",
      "SELECT flow_name, open_run_findings, open_posture_findings, distinct_secrets, causes "
-     "FROM findings_by_flow ORDER BY open_findings DESC"),
+     "FROM findings_by_flow ORDER BY open_findings DESC, flow_name"),
     ("Where each secret appeared",
-     "SELECT preview, rules, occurrences, flows, runs, first_seen FROM exposure ORDER BY occurrences DESC LIMIT 10"),
-    ("Not scanned, and why", "SELECT reason, count(*) AS n FROM skipped GROUP BY reason ORDER BY n DESC"),
+     "SELECT preview, rules, occurrences, flows, runs, first_seen FROM exposure ORDER BY occurrences DESC, rules, preview LIMIT 10"),
+    ("Not scanned, and why", "SELECT reason, count(*) AS n FROM skipped GROUP BY reason ORDER BY n DESC, reason"),
 ]
 
 

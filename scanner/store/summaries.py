@@ -37,7 +37,7 @@ def _scan_counts(query: Callable[..., list[tuple]], scan_id: str) -> ScanCounts:
     # new = first seen by this scan; what earlier scans reported already is a count, not a reprint
     by_rule = query(
         "SELECT rule_id, environment, count(*) AS n, count(DISTINCT fingerprint) AS secrets "
-        "FROM findings WHERE first_scan_id = ? AND status = 'open' GROUP BY ALL ORDER BY n DESC, rule_id",
+        "FROM findings WHERE first_scan_id = ? AND status = 'open' GROUP BY ALL ORDER BY n DESC, rule_id, environment",
         [scan_id])
     skipped = query("SELECT reason, count(*) FROM skipped WHERE scan_id = ? GROUP BY reason ORDER BY 2 DESC",
                     [scan_id])
