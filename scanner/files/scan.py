@@ -121,9 +121,7 @@ def run_files(settings: Settings, paths: Sequence[str], jobs: int, max_mb: int, 
             writer.skip(None, Where(), VAULT_UNAVAILABLE, failure)
         writer.unlisted(unlisted)
         _scan(writer, sources, jobs, engine, known, key, max_mb * MIB, progress)
-        from scanner.store.suppressions import apply_suppressions
-
-        apply_suppressions(store.con, scan_id)
+        store.apply_suppressions(scan_id)
         out.open_findings = store.open_in_scan(scan_id)
         out.duration_s = time.monotonic() - started
         store.finish_scan(scan_id, complete=out.complete, skipped=sum(out.skipped.values()), findings=out.findings)

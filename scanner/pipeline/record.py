@@ -16,7 +16,6 @@ from detectors.base import fingerprint
 from scanner.api.flow_api import as_dict, parse_api_time, text
 from scanner.redact import redact_text
 from scanner.skip_reasons import NON_BLOCKING_SKIPS
-from scanner.store import lifecycle
 from scanner.store.database import Batch, Store, finding_id, utcnow
 from scanner.store.suppressions import ActiveSuppressions
 
@@ -181,23 +180,10 @@ class Recorder:
 
     async def resolve_unlisted(self, env: str, flow: str, low: Any, high: Any, listed: list[str],
                                exclusive: bool) -> int:
-        return await self.db.run(_resolve_unlisted, env, flow, low, high, listed, exclusive)
+        return await self.db.run(Store.resolve_unlisted, env, flow, low, high, listed, exclusive)
 
     async def runs_to_probe(self, env: str, flow: str, before: datetime) -> list[str]:
-        return await self.db.run(_runs_to_probe, env, flow, before)
+        return await self.db.run(Store.runs_to_probe, env, flow, before)
 
     async def resolve_runs(self, env: str, flow: str, gone: list[str]) -> int:
-        return await self.db.run(_resolve_runs, env, flow, gone)
-
-
-# The lifecycle queries take the connection: these run on the writer thread, which owns it.
-def _resolve_unlisted(store: Store, env: str, flow: str, low, high, listed: list[str], exclusive: bool) -> int:
-    return lifecycle.resolve_unlisted(store.con, env, flow, low, high, listed, low_exclusive=exclusive)
-
-
-def _runs_to_probe(store: Store, env: str, flow: str, before: datetime) -> list[str]:
-    return lifecycle.runs_to_probe(store.con, env, flow, before)
-
-
-def _resolve_runs(store: Store, env: str, flow: str, gone: list[str]) -> int:
-    return lifecycle.resolve_runs(store.con, env, flow, gone)
+        return await self.db.run(Store.resolve_runs, env, flow, gone)

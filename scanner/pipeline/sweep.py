@@ -31,7 +31,6 @@ from scanner.private import check_output_path
 from scanner.redact import redact_url
 from scanner.settings import Settings
 from scanner.store.database import Store
-from scanner.store.suppressions import apply_suppressions
 
 log = logging.getLogger("flowleaks.sweep")
 
@@ -211,7 +210,7 @@ def run_scan(settings: Settings, options: CrawlOptions, known_sources: KnownSour
                 raise ScanFailed(describe(exc)) from exc
             raise ScanFailed(f"{describe(exc)}; scan {scan_id} had stored {runs} runs of {flows} flows when it "
                              f"stopped (rerun to resume)") from exc
-        db.call(lambda store: apply_suppressions(store.con, scan_id))
+        db.call(Store.apply_suppressions, scan_id)
         if options.shard is not None:
             sh, st = options.shard, outcome.stats
             outcome.shard = sh

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import duckdb
 
 from scanner.private import private_dir, private_umask, tighten_file
+from scanner.store import lifecycle
 from scanner.store.errors import open_error
 from scanner.store.schema import (ACTIONS, CONTENT_RESULTS, ENVIRONMENTS, FILE_FILTERED_COLUMNS, FILE_FINDING_COLUMNS,
                                   FILE_SKIPPED_COLUMNS, FILTERED, FILTERED_COLUMNS, FINDING_COLUMNS, FINDINGS, FLOWS,
@@ -344,6 +345,23 @@ class Store:
         self.con.execute("UPDATE findings SET status = 'resolved' WHERE detector = 'posture' "
                          "AND rule_id = 'PA007' AND environment = ? AND flow_id IS NULL "
                          "AND status <> 'resolved' AND NOT list_contains(?, finding_id)", [environment, list(keep)])
+
+    # -- the lifecycle of findings (lifecycle.py, suppressions.py take the connection; callers the Store)
+
+    def resolve_unlisted(self, environment: str, flow_id: str, low: datetime | None, high: datetime | None,
+                         listed: Sequence[str], low_exclusive: bool = False) -> int:
+        return lifecycle.resolve_unlisted(self.con, environment, flow_id, low, high, listed,
+                                          low_exclusive=low_exclusive)
+
+    def runs_to_probe(self, environment: str, flow_id: str, before: datetime) -> list[str]:
+        return lifecycle.runs_to_probe(self.con, environment, flow_id, before)
+
+    def resolve_runs(self, environment: str, flow_id: str, run_ids: Sequence[str]) -> int:
+        return lifecycle.resolve_runs(self.con, environment, flow_id, run_ids)
+
+    def apply_suppressions(self, scan_id: str | None) -> dict[str, int]:
+        from scanner.store.suppressions import apply_suppressions  # it imports this module
+        return apply_suppressions(self.con, scan_id)
 
     # -- what a finished scan counts -----------------------------------------------------------
 
