@@ -74,10 +74,19 @@ def _sql_calls(path: Path) -> list[int]:
             and n.func.attr in ("execute", "executemany", "sql", "query", "read_csv", "read_parquet")]
 
 
+def _connection_uses(path: Path) -> list[int]:
+    """Lines that reach for a Store's connection (`something.con`): outside the store, callers ask the
+    Store (or, in the crawl, the writer thread) and never hold the connection itself."""
+    tree = ast.parse(path.read_text())
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "con"]
+
+
 @pytest.mark.parametrize("path", [p for p in SOURCES if not in_package(p, "scanner.store")], ids=rel)
 def test_only_the_store_opens_duckdb_or_runs_sql(path: Path) -> None:
     assert not uses(path, "duckdb"), f"{rel(path)} imports duckdb"
     assert not _sql_calls(path), f"{rel(path)} runs SQL at lines {_sql_calls(path)}"
+    if in_package(path, "scanner") or in_package(path, "detectors"):
+        assert not _connection_uses(path), f"{rel(path)} uses a Store's connection at lines {_connection_uses(path)}"
 
 
 SENDS_NOTHING_BUT_WRAPS = {"scanner/replay/cassette.py"}
@@ -157,7 +166,7 @@ def test_the_rules_can_fail() -> None:
     sample = ROOT / "scanner" / "cli" / "main.py"
     assert uses(sample, "click")
     store = ROOT / "scanner" / "store" / "database.py"
-    assert uses(store, "duckdb") and _sql_calls(store)
+    assert uses(store, "duckdb") and _sql_calls(store) and _connection_uses(store)
     assert package_of("scanner.net.http") == "scanner.net" and package_of("scanner.keys") == "scanner.keys"
     assert package_of("detectors.engine") == "detectors" and package_of("scanner.__version__") is None
     assert any(package_of(m) == "scanner.net" for m in imports(ROOT / "scanner" / "pipeline" / "sweep.py"))
