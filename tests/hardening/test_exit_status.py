@@ -30,7 +30,7 @@ def test_findings_exit_1(api, tmp_path):
 
 
 def test_unexpected_error_exits_4_with_one_line_and_a_failed_scan_row(api, tmp_path):
-    """Crawl._detect fails after two payloads (so findings are already stored): exit 4, not 1."""
+    """Detection (Detector._detect_here) fails after two payloads (so findings are already stored): exit 4, not 1."""
     db = tmp_path / "e.duckdb"
     p = flowleaks(sweep_args(db), api.env_vars(), fail_after=2)
     assert p.returncode == 4, (p.returncode, p.stderr[-2000:])
