@@ -17,13 +17,18 @@ What is kept, and where:
 - body caps: the body is streamed in chunks, counted by scanner/net/content.py;
 - no cookies kept between requests, no proxy or .netrc read from the environment (`trust_env`);
   a proxy (HTTPS_PROXY) keeps httpx's own transports, mounted by scanner/net/proxy.py;
-- errors become httpx's (httpx-aiohttp's table), except that a connection that could not be made
-  at all is `httpx.ConnectError` (the short retry budget), not the `ConnectTimeout` the table gives.
+- errors become httpx's (httpx-aiohttp's table), with two corrections (`_as_httpx`): a connection
+  that could not be made at all is `httpx.ConnectError` (the short retry budget), not the
+  `ConnectTimeout` the table gives; and what the table leaves out (a malformed answer: a bad status
+  line or header, `ClientResponseError`) is `httpx.RemoteProtocolError`, retried and then recorded
+  as a skip like any transport failure, never an unexpected error that stops the scan. Only the
+  aiohttp type's name goes into the message (aiohttp's texts can quote the URL).
 """
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import httpx
@@ -31,6 +36,33 @@ import yarl
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 KEEPALIVE_S = 30.0
+
+
+@contextmanager
+def _as_httpx(request: httpx.Request) -> Iterator[None]:
+    """aiohttp's errors as httpx's: the table, corrected (see the module's docstring)."""
+    try:
+        with map_aiohttp_exceptions():
+            yield
+    except httpx.TransportError as exc:
+        if isinstance(exc.__cause__, aiohttp.ClientConnectorError) and not isinstance(exc, httpx.ConnectError):
+            raise httpx.ConnectError(type(exc.__cause__).__name__, request=request) from exc.__cause__
+        raise
+    except aiohttp.ClientError as exc:
+        raise httpx.RemoteProtocolError(type(exc).__name__, request=request) from exc
+
+
+class _Body(AiohttpResponseStream):
+    """The response body in chunks, its read errors mapped as the request's are."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request):
+        super().__init__(response)
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx(self._request):
+            async for chunk in super().__aiter__():
+                yield chunk
 
 
 class Transport(httpx.AsyncBaseTransport):
@@ -55,20 +87,15 @@ class Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
-        try:
-            with map_aiohttp_exceptions():
-                response = await self._session().request(
-                    request.method, yarl.URL(str(request.url), encoded=True), headers=request.headers,
-                    data=request.content or None, allow_redirects=False, compress=False,
-                    timeout=aiohttp.ClientTimeout(sock_connect=timeout.get("connect"),
-                                                  sock_read=timeout.get("read"), connect=timeout.get("pool")),
-                ).__aenter__()
-        except httpx.TransportError as exc:
-            if isinstance(exc.__cause__, aiohttp.ClientConnectorError) and not isinstance(exc, httpx.ConnectError):
-                raise httpx.ConnectError(str(exc), request=request) from exc.__cause__
-            raise
+        with _as_httpx(request):
+            response = await self._session().request(
+                request.method, yarl.URL(str(request.url), encoded=True), headers=request.headers,
+                data=request.content or None, allow_redirects=False, compress=False,
+                timeout=aiohttp.ClientTimeout(sock_connect=timeout.get("connect"),
+                                              sock_read=timeout.get("read"), connect=timeout.get("pool")),
+            ).__aenter__()
         return httpx.Response(status_code=response.status, headers=response.raw_headers,
-                              stream=AiohttpResponseStream(response), request=request,
+                              stream=_Body(response, request), request=request,
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:
